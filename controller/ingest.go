@@ -1,0 +1,343 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/waystation/waystation/devices"
+	"github.com/waystation/waystation/schemas"
+)
+
+// Message outcomes counted in waystation_messages_total.
+const (
+	ResultOK            = "ok"
+	ResultInvalid       = "invalid"        // breaks the contract
+	ResultUnknownDevice = "unknown_device" // no such device, or not at that station
+	ResultDropped       = "dropped"        // the ingest queue was full
+)
+
+// IngestOptions configures Ingest. Registry, Twins and Bus are required.
+type IngestOptions struct {
+	Bus      Bus
+	Registry *devices.Registry
+	Twins    *devices.Twins
+	// Shards is the number of workers; a device's messages always go to the
+	// same one, in order. Default 4.
+	Shards int
+	// QueueDepth is the capacity of each shard's queue. Default 16384.
+	QueueDepth int
+	// InvalidLogEvery bounds logging of refused messages to one line per
+	// device per interval. Default one minute.
+	InvalidLogEvery time.Duration
+	Now             func() time.Time
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
+}
+
+// Ingest subscribes to every device topic, checks each message against the
+// contract and the registry, and updates the twins.
+type Ingest struct {
+	o      IngestOptions
+	log    *slog.Logger
+	seed   maphash.Seed
+	shards []chan inbound
+
+	messages  *prometheus.CounterVec
+	depth     prometheus.GaugeFunc
+	online    prometheus.GaugeFunc
+	latency   prometheus.Histogram
+	transient *prometheus.CounterVec
+
+	logMu    sync.Mutex // guards loggedAt
+	loggedAt map[string]time.Time
+
+	observers []func(Observation)
+}
+
+// Observation is a valid message after it updated the twin; later stages
+// (alerts, commands, access) observe these.
+type Observation struct {
+	Device   devices.Device
+	Channel  schemas.Channel
+	At       time.Time
+	Retained bool
+	Presence devices.Presence // for status messages
+	Status   *schemas.Status
+	Telem    *schemas.Telemetry
+	Event    *schemas.Event
+	Result   *schemas.CommandResult
+	Access   *schemas.AccessRequest
+}
+
+type inbound struct {
+	topic    string
+	payload  []byte
+	retained bool
+	at       time.Time
+}
+
+// NewIngest builds an Ingest and registers its metrics.
+func NewIngest(o IngestOptions) (*Ingest, error) {
+	if o.Bus == nil || o.Registry == nil || o.Twins == nil {
+		return nil, errors.New("ingest needs a bus, a registry and twins")
+	}
+	if o.Shards <= 0 {
+		o.Shards = 4
+	}
+	if o.QueueDepth <= 0 {
+		o.QueueDepth = 16384
+	}
+	if o.InvalidLogEvery <= 0 {
+		o.InvalidLogEvery = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	in := &Ingest{
+		o:        o,
+		log:      o.Logger.With("component", "ingest"),
+		seed:     maphash.MakeSeed(),
+		loggedAt: map[string]time.Time{},
+	}
+	for range o.Shards {
+		in.shards = append(in.shards, make(chan inbound, o.QueueDepth))
+	}
+
+	in.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "waystation_messages_total",
+		Help: "Device messages received by the controller, by channel and outcome.",
+	}, []string{"channel", "result"})
+	in.depth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "waystation_ingest_queue_depth",
+		Help: "Messages waiting in the ingest queues.",
+	}, func() float64 { return float64(in.QueueDepth()) })
+	in.online = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "waystation_devices_online",
+		Help: "Devices whose twin says online.",
+	}, func() float64 { return float64(o.Twins.Online()) })
+	in.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "waystation_ingest_seconds",
+		Help:    "Time from a message's arrival to its twin being updated.",
+		Buckets: prometheus.ExponentialBuckets(0.00005, 4, 9),
+	})
+	for _, c := range []prometheus.Collector{in.messages, in.depth, in.online, in.latency} {
+		if err := o.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("register ingest metrics: %w", err)
+		}
+	}
+	for _, ch := range schemas.Channels {
+		if !ch.FromDevice() {
+			continue
+		}
+		for _, r := range []string{ResultOK, ResultInvalid, ResultUnknownDevice, ResultDropped} {
+			in.messages.WithLabelValues(string(ch), r)
+		}
+	}
+	return in, nil
+}
+
+// Observe adds a function called with every valid message, on the ingest
+// worker that handled it. Call before Run.
+func (in *Ingest) Observe(f func(Observation)) { in.observers = append(in.observers, f) }
+
+// QueueDepth returns the number of messages waiting.
+func (in *Ingest) QueueDepth() int {
+	n := 0
+	for _, q := range in.shards {
+		n += len(q)
+	}
+	return n
+}
+
+// Run subscribes and processes messages until ctx ends. It returns after
+// its workers have stopped.
+func (in *Ingest) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, q := range in.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.work(ctx, q)
+		}()
+	}
+	defer wg.Wait()
+
+	for _, ch := range schemas.Channels {
+		if !ch.FromDevice() {
+			continue
+		}
+		if err := in.o.Bus.Subscribe(schemas.DeviceFilter(ch), 1, in.enqueue); err != nil {
+			return fmt.Errorf("subscribe %s: %w", ch, err)
+		}
+	}
+	in.log.Info("ingest running", "shards", len(in.shards))
+	<-ctx.Done()
+	return nil
+}
+
+// enqueue is the bus handler: it never blocks.
+func (in *Ingest) enqueue(topic string, payload []byte, retained bool) {
+	m := inbound{topic: topic, payload: payload, retained: retained, at: in.o.Now()}
+	q := in.shards[in.shard(topic)]
+	select {
+	case q <- m:
+	default:
+		ch := "unknown"
+		if t, err := schemas.ParseTopic(topic); err == nil {
+			ch = string(t.Channel)
+		}
+		in.messages.WithLabelValues(ch, ResultDropped).Inc()
+	}
+}
+
+// shard picks the queue of the device a topic belongs to.
+func (in *Ingest) shard(topic string) int {
+	// waystation/v1/{s}/{d}/...: hash up to the end of the device id.
+	end, slashes := len(topic), 0
+	for i := len(schemas.Prefix); i < len(topic); i++ {
+		if topic[i] == '/' {
+			slashes++
+			if slashes == 2 {
+				end = i
+				break
+			}
+		}
+	}
+	return int(maphash.String(in.seed, topic[:end]) % uint64(len(in.shards)))
+}
+
+func (in *Ingest) work(ctx context.Context, q chan inbound) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-q:
+			in.handle(m)
+		}
+	}
+}
+
+func (in *Ingest) handle(m inbound) {
+	t, err := schemas.ParseTopic(m.topic)
+	if err != nil {
+		// The broker's ACL keeps these out; an external broker may not.
+		in.messages.WithLabelValues("unknown", ResultInvalid).Inc()
+		in.refusedLog("topic:"+m.topic, "refused message on a bad topic", "topic", m.topic, "err", err)
+		return
+	}
+	ch := string(t.Channel)
+	d, err := in.o.Registry.Device(t.Device)
+	if err != nil || d.Station != t.Station {
+		in.messages.WithLabelValues(ch, ResultUnknownDevice).Inc()
+		in.refusedLog(t.Device, "message from an unregistered device", "device", t.Device,
+			"station", t.Station, "channel", ch)
+		return
+	}
+
+	obs := Observation{Device: d, Channel: t.Channel, At: m.at, Retained: m.retained}
+	err = in.apply(&obs, m.payload)
+	if err != nil {
+		in.messages.WithLabelValues(ch, ResultInvalid).Inc()
+		in.o.Twins.Refused(d, fmt.Sprintf("%s: %v", ch, err), m.at)
+		in.refusedLog(d.ID, "refused invalid message", "device", d.ID, "station", d.Station,
+			"channel", ch, "err", err)
+		return
+	}
+	in.messages.WithLabelValues(ch, ResultOK).Inc()
+	in.latency.Observe(in.o.Now().Sub(m.at).Seconds())
+	for _, f := range in.observers {
+		f(obs)
+	}
+}
+
+// apply decodes a payload and updates the twin.
+func (in *Ingest) apply(obs *Observation, payload []byte) error {
+	d := obs.Device
+	switch obs.Channel {
+	case schemas.ChannelStatus:
+		st, err := schemas.DecodeStatus(payload)
+		if err != nil {
+			return err
+		}
+		if st.Kind != d.Kind {
+			return &schemas.FieldError{Field: "kind",
+				Reason: fmt.Sprintf("%q does not match the registered kind %q", st.Kind, d.Kind)}
+		}
+		obs.Status = &st
+		obs.Presence = in.o.Twins.ApplyStatus(d, st, obs.At)
+		switch obs.Presence {
+		case devices.PresenceOnline:
+			in.log.Debug("device online", "device", d.ID, "station", d.Station, "conn", st.Conn)
+		case devices.PresenceOffline:
+			in.log.Debug("device offline", "device", d.ID, "station", d.Station, "conn", st.Conn)
+		case devices.PresenceStale:
+			in.log.Debug("ignored the will of a replaced connection", "device", d.ID, "conn", st.Conn)
+		}
+	case schemas.ChannelTelemetry:
+		tm, err := schemas.DecodeTelemetry(d.Kind, payload)
+		if err != nil {
+			return err
+		}
+		obs.Telem = &tm
+		if _, err := in.o.Twins.ApplyTelemetry(d, tm, obs.At); err != nil {
+			return err
+		}
+	case schemas.ChannelEvent:
+		ev, err := schemas.DecodeEvent(payload)
+		if err != nil {
+			return err
+		}
+		obs.Event = &ev
+		in.o.Twins.Seen(d, ev.Meta, obs.At)
+	case schemas.ChannelCmdResult:
+		r, err := schemas.DecodeCommandResult(payload)
+		if err != nil {
+			return err
+		}
+		obs.Result = &r
+		in.o.Twins.Seen(d, r.Meta, obs.At)
+	case schemas.ChannelAccessReq:
+		if d.Kind != schemas.KindLock {
+			return &schemas.FieldError{Reason: "only door terminals send access requests"}
+		}
+		r, err := schemas.DecodeAccessRequest(payload)
+		if err != nil {
+			return err
+		}
+		obs.Access = &r
+		in.o.Twins.Seen(d, r.Meta, obs.At)
+	default:
+		return &schemas.FieldError{Reason: "devices do not publish on " + string(obs.Channel)}
+	}
+	return nil
+}
+
+// refusedLog logs a refused message at most once per key per interval.
+func (in *Ingest) refusedLog(key, msg string, args ...any) {
+	now := in.o.Now()
+	in.logMu.Lock()
+	last, ok := in.loggedAt[key]
+	if ok && now.Sub(last) < in.o.InvalidLogEvery {
+		in.logMu.Unlock()
+		return
+	}
+	in.loggedAt[key] = now
+	if len(in.loggedAt) > 100000 {
+		clear(in.loggedAt) // bound memory under a flood of distinct keys
+	}
+	in.logMu.Unlock()
+	in.log.Warn(msg, args...)
+}

@@ -1,0 +1,384 @@
+package devices
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/waystation/waystation/schemas"
+)
+
+var (
+	bucketStations = []byte("stations")
+	bucketDevices  = []byte("devices")
+)
+
+// Station is a rest station.
+type Station struct {
+	ID      string  `json:"id"`
+	Name    string  `json:"name"`
+	Address string  `json:"address,omitempty"`
+	Lat     float64 `json:"lat"`
+	Lon     float64 `json:"lon"`
+	Org     string  `json:"org,omitempty"` // the partner organisation that hosts it
+	// Hours is "24h" or the daily opening window "HH:MM-HH:MM" in the
+	// station's local time; a window may cross midnight.
+	Hours   string    `json:"hours"`
+	Created time.Time `json:"created"`
+}
+
+var hoursRE = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
+
+// Validate checks a station before it is stored.
+func (s *Station) Validate() error {
+	switch {
+	case !schemas.ValidID(s.ID) || s.ID == schemas.AlertsStation:
+		return fmt.Errorf("%w: station id %q: want [a-z0-9][a-z0-9-]{0,31}", ErrInvalid, s.ID)
+	case strings.TrimSpace(s.Name) == "":
+		return fmt.Errorf("%w: station %s: name is empty", ErrInvalid, s.ID)
+	case math.IsNaN(s.Lat) || s.Lat < -90 || s.Lat > 90:
+		return fmt.Errorf("%w: station %s: latitude %v outside -90..90", ErrInvalid, s.ID, s.Lat)
+	case math.IsNaN(s.Lon) || s.Lon < -180 || s.Lon > 180:
+		return fmt.Errorf("%w: station %s: longitude %v outside -180..180", ErrInvalid, s.ID, s.Lon)
+	case s.Hours != "24h" && !hoursRE.MatchString(s.Hours):
+		return fmt.Errorf("%w: station %s: hours %q: want 24h or HH:MM-HH:MM", ErrInvalid, s.ID, s.Hours)
+	}
+	return nil
+}
+
+// Device is a registered device. Its secret is kept only as a hash.
+type Device struct {
+	ID        string       `json:"id"`
+	Station   string       `json:"station"`
+	Kind      schemas.Kind `json:"kind"`
+	Model     string       `json:"model,omitempty"`
+	Firmware  string       `json:"firmware,omitempty"` // as registered; the twin has what it reports
+	IntervalS int          `json:"interval_s,omitempty"`
+	Created   time.Time    `json:"created"`
+}
+
+// Validate checks a device before it is stored.
+func (d *Device) Validate() error {
+	switch {
+	case !schemas.ValidID(d.ID):
+		return fmt.Errorf("%w: device id %q: want [a-z0-9][a-z0-9-]{0,31}", ErrInvalid, d.ID)
+	case !d.Kind.Valid():
+		return fmt.Errorf("%w: device %s: unknown kind %q (want lock, ac, charger or aed)",
+			ErrInvalid, d.ID, d.Kind)
+	case d.IntervalS < 0 || d.IntervalS > 86400:
+		return fmt.Errorf("%w: device %s: interval %ds outside 0..86400", ErrInvalid, d.ID, d.IntervalS)
+	}
+	return nil
+}
+
+// storedDevice is a device as kept in bbolt, with its secret hash.
+type storedDevice struct {
+	Device
+	SecretHash []byte `json:"secret_hash"`
+}
+
+// RegistryOptions configures a Registry. The zero value works.
+type RegistryOptions struct {
+	// SecretCost is the bcrypt cost of device secrets; default DefaultSecretCost.
+	SecretCost int
+	Now        func() time.Time
+}
+
+// DefaultSecretCost is the bcrypt cost for device secrets. Secrets are 192
+// random bits, so the hash guards a leaked file, not a guessable password; a
+// low cost keeps a reconnect storm of thousands of devices cheap.
+const DefaultSecretCost = 6
+
+// Registry holds stations and devices. It is safe for concurrent use; reads
+// are served from memory.
+type Registry struct {
+	db   *bolt.DB
+	cost int
+	now  func() time.Time
+
+	mu       sync.RWMutex // guards the maps below
+	stations map[string]Station
+	devices  map[string]*storedDevice
+	// verified holds sha256 of a secret that has passed bcrypt, per device,
+	// so a reconnecting device costs a hash, not a bcrypt round.
+	verified map[string][sha256.Size]byte
+}
+
+// NewRegistry loads the registry from db, creating its buckets.
+func NewRegistry(db *bolt.DB, o RegistryOptions) (*Registry, error) {
+	r := &Registry{
+		db:       db,
+		cost:     o.SecretCost,
+		now:      o.Now,
+		stations: map[string]Station{},
+		devices:  map[string]*storedDevice{},
+		verified: map[string][sha256.Size]byte{},
+	}
+	if r.cost == 0 {
+		r.cost = DefaultSecretCost
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		sb, err := tx.CreateBucketIfNotExists(bucketStations)
+		if err != nil {
+			return err
+		}
+		db, err := tx.CreateBucketIfNotExists(bucketDevices)
+		if err != nil {
+			return err
+		}
+		err = sb.ForEach(func(k, v []byte) error {
+			var s Station
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fmt.Errorf("station %s: %w", k, err)
+			}
+			r.stations[s.ID] = s
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return db.ForEach(func(k, v []byte) error {
+			d := new(storedDevice)
+			if err := json.Unmarshal(v, d); err != nil {
+				return fmt.Errorf("device %s: %w", k, err)
+			}
+			r.devices[d.ID] = d
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load registry: %w", err)
+	}
+	return r, nil
+}
+
+// AddStation stores a new station.
+func (r *Registry) AddStation(s Station) (Station, error) {
+	if err := s.Validate(); err != nil {
+		return Station{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.stations[s.ID]; ok {
+		return Station{}, fmt.Errorf("station %s: %w", s.ID, ErrExists)
+	}
+	s.Created = r.now().UTC().Truncate(time.Millisecond)
+	if err := r.put(bucketStations, s.ID, s); err != nil {
+		return Station{}, err
+	}
+	r.stations[s.ID] = s
+	return s, nil
+}
+
+// AddStations stores several new stations in one transaction: all or none.
+func (r *Registry) AddStations(list []Station) error {
+	seen := map[string]bool{}
+	for i := range list {
+		if err := list[i].Validate(); err != nil {
+			return err
+		}
+		if seen[list[i].ID] {
+			return fmt.Errorf("station %s: %w twice in the list", list[i].ID, ErrExists)
+		}
+		seen[list[i].ID] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range list {
+		if _, ok := r.stations[s.ID]; ok {
+			return fmt.Errorf("station %s: %w", s.ID, ErrExists)
+		}
+	}
+	now := r.now().UTC().Truncate(time.Millisecond)
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketStations)
+		for i := range list {
+			list[i].Created = now
+			v, err := json.Marshal(list[i])
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(list[i].ID), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store stations: %w", err)
+	}
+	for _, s := range list {
+		r.stations[s.ID] = s
+	}
+	return nil
+}
+
+// Station returns a station by id.
+func (r *Registry) Station(id string) (Station, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s, ok := r.stations[id]
+	if !ok {
+		return Station{}, fmt.Errorf("station %s: %w", id, ErrNotFound)
+	}
+	return s, nil
+}
+
+// Stations returns every station, sorted by id.
+func (r *Registry) Stations() []Station {
+	r.mu.RLock()
+	out := make([]Station, 0, len(r.stations))
+	for _, s := range r.stations {
+		out = append(out, s)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Station) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// AddDevice registers a device at an existing station and returns its
+// secret. The secret is shown this once; only its hash is kept.
+func (r *Registry) AddDevice(d Device) (Device, string, error) {
+	if err := d.Validate(); err != nil {
+		return Device{}, "", err
+	}
+	secret, hash, err := r.newSecret()
+	if err != nil {
+		return Device{}, "", err
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.stations[d.Station]; !ok {
+		return Device{}, "", fmt.Errorf("device %s: station %q: %w", d.ID, d.Station, ErrNotFound)
+	}
+	if _, ok := r.devices[d.ID]; ok {
+		return Device{}, "", fmt.Errorf("device %s: %w", d.ID, ErrExists)
+	}
+	d.Created = r.now().UTC().Truncate(time.Millisecond)
+	sd := &storedDevice{Device: d, SecretHash: hash}
+	if err := r.put(bucketDevices, d.ID, sd); err != nil {
+		return Device{}, "", err
+	}
+	r.devices[d.ID] = sd
+	return d, secret, nil
+}
+
+// RotateSecret issues a new secret for a device; the old one stops working.
+func (r *Registry) RotateSecret(id string) (string, error) {
+	secret, hash, err := r.newSecret()
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, ok := r.devices[id]
+	if !ok {
+		return "", fmt.Errorf("device %s: %w", id, ErrNotFound)
+	}
+	sd := &storedDevice{Device: old.Device, SecretHash: hash}
+	if err := r.put(bucketDevices, id, sd); err != nil {
+		return "", err
+	}
+	r.devices[id] = sd
+	delete(r.verified, id)
+	return secret, nil
+}
+
+// Device returns a device by id.
+func (r *Registry) Device(id string) (Device, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, ok := r.devices[id]
+	if !ok {
+		return Device{}, fmt.Errorf("device %s: %w", id, ErrNotFound)
+	}
+	return d.Device, nil
+}
+
+// Devices returns every device, sorted by station and id.
+func (r *Registry) Devices() []Device {
+	r.mu.RLock()
+	out := make([]Device, 0, len(r.devices))
+	for _, d := range r.devices {
+		out = append(out, d.Device)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Device) int {
+		if c := strings.Compare(a.Station, b.Station); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// Authenticate checks a device's secret and returns the device. It fails
+// with ErrNotFound for an unknown id and ErrBadSecret for a wrong secret.
+func (r *Registry) Authenticate(id string, secret []byte) (Device, error) {
+	sum := sha256.Sum256(secret)
+	r.mu.RLock()
+	d, ok := r.devices[id]
+	known, cached := r.verified[id]
+	r.mu.RUnlock()
+	if !ok {
+		return Device{}, fmt.Errorf("device %s: %w", id, ErrNotFound)
+	}
+	if cached && subtle.ConstantTimeCompare(known[:], sum[:]) == 1 {
+		return d.Device, nil
+	}
+	if bcrypt.CompareHashAndPassword(d.SecretHash, secret) != nil {
+		return Device{}, fmt.Errorf("device %s: %w", id, ErrBadSecret)
+	}
+
+	r.mu.Lock()
+	// Cache only if the secret was not rotated meanwhile.
+	if cur, ok := r.devices[id]; ok && bytes.Equal(cur.SecretHash, d.SecretHash) {
+		r.verified[id] = sum
+	}
+	r.mu.Unlock()
+	return d.Device, nil
+}
+
+func (r *Registry) newSecret() (secret string, hash []byte, err error) {
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", nil, fmt.Errorf("make secret: %w", err)
+	}
+	secret = base64.RawURLEncoding.EncodeToString(buf)
+	hash, err = bcrypt.GenerateFromPassword([]byte(secret), r.cost)
+	if err != nil {
+		return "", nil, fmt.Errorf("hash secret: %w", err)
+	}
+	return secret, hash, nil
+}
+
+func (r *Registry) put(bucket []byte, key string, v any) error {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	err = r.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).Put([]byte(key), buf)
+	})
+	if err != nil {
+		return fmt.Errorf("store %s %s: %w", bucket, key, err)
+	}
+	return nil
+}

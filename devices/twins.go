@@ -1,0 +1,342 @@
+package devices
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/waystation/waystation/schemas"
+)
+
+var bucketTwins = []byte("twins")
+
+// Twin is the platform's picture of one device.
+type Twin struct {
+	Device  string       `json:"device"`
+	Station string       `json:"station"`
+	Kind    schemas.Kind `json:"kind"`
+
+	Online         bool      `json:"online"`
+	LastSeen       time.Time `json:"last_seen,omitzero"`       // platform clock
+	ConnectedSince time.Time `json:"connected_since,omitzero"` // platform clock
+	OfflineSince   time.Time `json:"offline_since,omitzero"`
+	// Conn is the connection id of the device's latest online status.
+	Conn      string `json:"conn,omitempty"`
+	Firmware  string `json:"firmware,omitempty"`
+	Model     string `json:"model,omitempty"`
+	IntervalS int    `json:"interval_s,omitempty"`
+
+	// State is the device's last reported telemetry, as the contract encodes it.
+	State   json.RawMessage `json:"state,omitempty"`
+	StateAt time.Time       `json:"state_at,omitzero"`
+	Seq     uint64          `json:"seq,omitempty"`
+	// ClockSkewMS is the device clock minus the platform clock at the last
+	// message that carried ts; positive when the device runs ahead.
+	ClockSkewMS int64 `json:"clock_skew_ms"`
+
+	Messages    uint64    `json:"messages"`
+	Invalid     uint64    `json:"invalid"`
+	LastInvalid string    `json:"last_invalid,omitempty"` // reason the last invalid message was refused
+	InvalidAt   time.Time `json:"invalid_at,omitzero"`
+}
+
+// TwinsOptions configures Twins. The zero value works.
+type TwinsOptions struct {
+	FlushInterval time.Duration // how often changed twins are written; default 1s
+	Logger        *slog.Logger
+}
+
+// Twins keeps every device's twin in memory and writes changed ones to bbolt
+// in batches. It is safe for concurrent use.
+type Twins struct {
+	db    *bolt.DB
+	every time.Duration
+	log   *slog.Logger
+
+	mu    sync.Mutex // guards twins and dirty
+	twins map[string]*Twin
+	dirty map[string]struct{}
+
+	flushMu sync.Mutex // serialises Flush
+}
+
+// NewTwins loads the twins stored in db.
+func NewTwins(db *bolt.DB, o TwinsOptions) (*Twins, error) {
+	t := &Twins{
+		db:    db,
+		every: o.FlushInterval,
+		log:   o.Logger,
+		twins: map[string]*Twin{},
+		dirty: map[string]struct{}{},
+	}
+	if t.every <= 0 {
+		t.every = time.Second
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketTwins)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			tw := new(Twin)
+			if err := json.Unmarshal(v, tw); err != nil {
+				return fmt.Errorf("twin %s: %w", k, err)
+			}
+			t.twins[tw.Device] = tw
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load twins: %w", err)
+	}
+	return t, nil
+}
+
+// Run writes changed twins every flush interval until ctx ends, then writes
+// once more and returns.
+func (t *Twins) Run(ctx context.Context) error {
+	tick := time.NewTicker(t.every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return t.Flush()
+		case <-tick.C:
+			if err := t.Flush(); err != nil {
+				t.log.Error("write twins", "err", err)
+			}
+		}
+	}
+}
+
+// Flush writes every changed twin in one transaction.
+func (t *Twins) Flush() error {
+	t.flushMu.Lock()
+	defer t.flushMu.Unlock()
+
+	t.mu.Lock()
+	if len(t.dirty) == 0 {
+		t.mu.Unlock()
+		return nil
+	}
+	batch := make(map[string][]byte, len(t.dirty))
+	for id := range t.dirty {
+		if tw, ok := t.twins[id]; ok {
+			buf, err := json.Marshal(tw)
+			if err != nil {
+				t.mu.Unlock()
+				return fmt.Errorf("encode twin %s: %w", id, err)
+			}
+			batch[id] = buf
+		}
+	}
+	clear(t.dirty)
+	t.mu.Unlock()
+
+	err := t.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTwins)
+		for id, buf := range batch {
+			if err := b.Put([]byte(id), buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Mark them dirty again so the next flush retries.
+		t.mu.Lock()
+		for id := range batch {
+			t.dirty[id] = struct{}{}
+		}
+		t.mu.Unlock()
+		return fmt.Errorf("write twins: %w", err)
+	}
+	return nil
+}
+
+// Presence says how a status message changed a device's presence.
+type Presence int
+
+// Presence outcomes of ApplyStatus.
+const (
+	PresenceSame    Presence = iota // no change
+	PresenceOnline                  // went online (or reconnected on a new connection)
+	PresenceOffline                 // went offline
+	PresenceStale                   // a will left by an older connection; ignored
+)
+
+// ApplyStatus records a status message of d received at the platform time at.
+//
+// Presence is tracked per connection: an offline status whose conn differs
+// from the current connection's is the late will of a connection the device
+// has already replaced, and does not mark it offline.
+func (t *Twins) ApplyStatus(d Device, st schemas.Status, at time.Time) Presence {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tw := t.twin(d)
+	t.seen(tw, st.Meta, at)
+
+	if st.Firmware != "" {
+		tw.Firmware = st.Firmware
+	}
+	if st.Model != "" {
+		tw.Model = st.Model
+	}
+	if st.IntervalS > 0 {
+		tw.IntervalS = st.IntervalS
+	}
+
+	if !st.Online {
+		if st.Conn != "" && tw.Conn != "" && st.Conn != tw.Conn {
+			return PresenceStale
+		}
+		if !tw.Online {
+			return PresenceSame
+		}
+		tw.Online = false
+		tw.OfflineSince = at
+		return PresenceOffline
+	}
+
+	if tw.Online && st.Conn == tw.Conn {
+		return PresenceSame
+	}
+	tw.Online = true
+	tw.Conn = st.Conn
+	tw.ConnectedSince = at
+	tw.OfflineSince = time.Time{}
+	return PresenceOnline
+}
+
+// ApplyTelemetry records a telemetry message of d received at at.
+// It returns whether the message brought the device back online (a device
+// that reports is present, whatever its last status said).
+func (t *Twins) ApplyTelemetry(d Device, m schemas.Telemetry, at time.Time) (bool, error) {
+	state, err := json.Marshal(m.State())
+	if err != nil {
+		return false, fmt.Errorf("encode state of %s: %w", d.ID, err)
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tw := t.twin(d)
+	t.seen(tw, m.Meta, at)
+	tw.State = state
+	tw.StateAt = at
+	if tw.Online {
+		return false, nil
+	}
+	// A device that reports is present, whatever its last status said.
+	tw.Online = true
+	tw.ConnectedSince = at
+	tw.OfflineSince = time.Time{}
+	return true, nil
+}
+
+// Seen records a valid message of d other than status and telemetry.
+func (t *Twins) Seen(d Device, meta schemas.Meta, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.seen(t.twin(d), meta, at)
+}
+
+// Refused records an invalid message of d and why it was refused.
+func (t *Twins) Refused(d Device, reason string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tw := t.twin(d)
+	tw.Invalid++
+	tw.LastInvalid = reason
+	tw.InvalidAt = at
+	t.dirty[d.ID] = struct{}{}
+}
+
+// MarkOffline sets a device offline (silence, or a station-wide loss).
+// It reports whether the twin changed.
+func (t *Twins) MarkOffline(id string, at time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tw, ok := t.twins[id]
+	if !ok || !tw.Online {
+		return false
+	}
+	tw.Online = false
+	tw.OfflineSince = at
+	t.dirty[id] = struct{}{}
+	return true
+}
+
+// Get returns a copy of a device's twin.
+func (t *Twins) Get(id string) (Twin, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tw, ok := t.twins[id]
+	if !ok {
+		return Twin{}, false
+	}
+	return *tw, true
+}
+
+// All returns copies of every twin, sorted by station and device.
+func (t *Twins) All() []Twin {
+	t.mu.Lock()
+	out := make([]Twin, 0, len(t.twins))
+	for _, tw := range t.twins {
+		out = append(out, *tw)
+	}
+	t.mu.Unlock()
+	slices.SortFunc(out, func(a, b Twin) int {
+		if c := strings.Compare(a.Station, b.Station); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Device, b.Device)
+	})
+	return out
+}
+
+// Online counts the devices online now.
+func (t *Twins) Online() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, tw := range t.twins {
+		if tw.Online {
+			n++
+		}
+	}
+	return n
+}
+
+// twin returns the twin of d, creating it. t.mu must be held.
+func (t *Twins) twin(d Device) *Twin {
+	tw, ok := t.twins[d.ID]
+	if !ok {
+		tw = &Twin{Device: d.ID, Station: d.Station, Kind: d.Kind, Firmware: d.Firmware,
+			Model: d.Model, IntervalS: d.IntervalS}
+		t.twins[d.ID] = tw
+	}
+	t.dirty[d.ID] = struct{}{}
+	return tw
+}
+
+// seen records a valid message. t.mu must be held.
+func (t *Twins) seen(tw *Twin, meta schemas.Meta, at time.Time) {
+	tw.LastSeen = at
+	tw.Messages++
+	if meta.Seq > 0 {
+		tw.Seq = meta.Seq
+	}
+	if meta.TS > 0 {
+		tw.ClockSkewMS = meta.TS - at.UnixMilli()
+	}
+}
