@@ -59,6 +59,7 @@ type Ingest struct {
 	loggedAt map[string]time.Time
 
 	observers []func(Observation)
+	ready     chan struct{} // closed once every subscription is made
 }
 
 // Observation is a valid message after it updated the twin; later stages
@@ -111,6 +112,7 @@ func NewIngest(o IngestOptions) (*Ingest, error) {
 		log:      o.Logger.With("component", "ingest"),
 		seed:     maphash.MakeSeed(),
 		loggedAt: map[string]time.Time{},
+		ready:    make(chan struct{}),
 	}
 	for range o.Shards {
 		in.shards = append(in.shards, make(chan inbound, o.QueueDepth))
@@ -153,6 +155,9 @@ func NewIngest(o IngestOptions) (*Ingest, error) {
 // worker that handled it. Call before Run.
 func (in *Ingest) Observe(f func(Observation)) { in.observers = append(in.observers, f) }
 
+// Ready is closed once Run has made its subscriptions.
+func (in *Ingest) Ready() <-chan struct{} { return in.ready }
+
 // QueueDepth returns the number of messages waiting.
 func (in *Ingest) QueueDepth() int {
 	n := 0
@@ -183,6 +188,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 			return fmt.Errorf("subscribe %s: %w", ch, err)
 		}
 	}
+	close(in.ready)
 	in.log.Info("ingest running", "shards", len(in.shards))
 	<-ctx.Done()
 	return nil

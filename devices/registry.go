@@ -382,3 +382,63 @@ func (r *Registry) put(bucket []byte, key string, v any) error {
 	}
 	return nil
 }
+
+// Provision registers the devices of list that are missing and issues a new
+// secret to those already registered, in one transaction, and returns every
+// secret by device id. Simulated fleets use it: they must log in, and stored
+// hashes cannot give back an earlier secret.
+func (r *Registry) Provision(list []Device) (map[string]string, error) {
+	secrets := make(map[string]string, len(list))
+	hashes := make(map[string][]byte, len(list))
+	for i := range list {
+		if err := list[i].Validate(); err != nil {
+			return nil, err
+		}
+		if _, dup := secrets[list[i].ID]; dup {
+			return nil, fmt.Errorf("device %s: %w twice in the list", list[i].ID, ErrExists)
+		}
+		secret, hash, err := r.newSecret()
+		if err != nil {
+			return nil, err
+		}
+		secrets[list[i].ID], hashes[list[i].ID] = secret, hash
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now().UTC().Truncate(time.Millisecond)
+	stored := make([]*storedDevice, 0, len(list))
+	for _, d := range list {
+		if _, ok := r.stations[d.Station]; !ok {
+			return nil, fmt.Errorf("device %s: station %q: %w", d.ID, d.Station, ErrNotFound)
+		}
+		sd := &storedDevice{Device: d, SecretHash: hashes[d.ID]}
+		if old, ok := r.devices[d.ID]; ok {
+			sd.Device = old.Device
+		} else {
+			sd.Created = now
+		}
+		stored = append(stored, sd)
+	}
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDevices)
+		for _, sd := range stored {
+			v, err := json.Marshal(sd)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(sd.ID), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store devices: %w", err)
+	}
+	for _, sd := range stored {
+		r.devices[sd.ID] = sd
+		delete(r.verified, sd.ID)
+	}
+	return secrets, nil
+}

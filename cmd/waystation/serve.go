@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/waystation/waystation/broker"
+	"github.com/waystation/waystation/controller"
+	"github.com/waystation/waystation/devices"
+)
+
+// serveOptions are the flags of `waystation serve`.
+type serveOptions struct {
+	data           string
+	mqttAddr       string
+	wsAddr         string
+	httpAddr       string
+	demo           bool
+	demoStations   int
+	demoSeed       int64
+	maxPacketBytes uint32
+	logLevel       string
+	timeZone       string
+}
+
+func newServeCmd() *cobra.Command {
+	o := serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the embedded broker, controller, HTTP API and metrics",
+		Long: "serve runs everything on one data folder: the embedded MQTT broker that devices\n" +
+			"log in to, the controller that keeps their twins, and the HTTP API with /metrics.\n" +
+			"With --demo it also registers and runs a simulated county of stations.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
+			if err != nil {
+				return err
+			}
+			s, err := openServer(o, log)
+			if err != nil {
+				return err
+			}
+			return s.run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.data, "data", "./data", "data folder (bbolt files, admin token)")
+	f.StringVar(&o.mqttAddr, "mqtt", ":1883", "MQTT TCP listen address")
+	f.StringVar(&o.wsAddr, "ws", ":8083", `MQTT over WebSocket listen address ("" for none)`)
+	f.StringVar(&o.httpAddr, "http", ":8080", "HTTP listen address (API, /metrics, /healthz)")
+	f.BoolVar(&o.demo, "demo", false, "also run a simulated county of stations")
+	f.IntVar(&o.demoStations, "demo-stations", 129, "stations in the simulated county")
+	f.Int64Var(&o.demoSeed, "demo-seed", 1, "seed of the simulated county")
+	f.Uint32Var(&o.maxPacketBytes, "max-packet-bytes", 64<<10, "largest MQTT packet accepted")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.timeZone, "tz", "Asia/Shanghai", "time zone of schedules and reports (IANA name)")
+	return cmd
+}
+
+// newLogger builds the process logger.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// server is every part of `serve`, wired together.
+type server struct {
+	o    serveOptions
+	log  *slog.Logger
+	loc  *time.Location
+	reg  *prometheus.Registry
+	db   *bolt.DB
+	devs *devices.Registry
+	twin *devices.Twins
+	ops  *controller.Operators
+	mqtt *broker.Broker
+	in   *controller.Ingest
+	api  *controller.API
+
+	httpLn net.Listener
+	ready  chan struct{} // closed when everything listens and ingest is subscribed
+}
+
+// openServer checks the options and opens every part. It fails fast with a
+// message that says what to fix; nothing is left open when it fails.
+func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	loc, err := time.LoadLocation(o.timeZone)
+	if err != nil {
+		return nil, fmt.Errorf("--tz %q: %w", o.timeZone, err)
+	}
+	s := &server{o: o, log: log, loc: loc, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(
+		collectors.ProcessCollectorOpts{}))
+
+	s.db, err = devices.OpenDB(filepath.Join(o.data, "waystation.db"), time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if s.devs, err = devices.NewRegistry(s.db, devices.RegistryOptions{}); err != nil {
+		return nil, err
+	}
+	s.twin, err = devices.NewTwins(s.db, devices.TwinsOptions{Logger: log.With("component", "twins")})
+	if err != nil {
+		return nil, err
+	}
+	if s.ops, err = controller.NewOperators(s.db, nil); err != nil {
+		return nil, err
+	}
+	tokenFile := filepath.Join(o.data, "admin.token")
+	if _, created, err := s.ops.EnsureAdminToken(tokenFile); err != nil {
+		return nil, err
+	} else if created {
+		log.Info("created the admin operator token; send it as a bearer token", "file", tokenFile)
+	}
+
+	s.mqtt, err = broker.New(broker.Options{
+		TCPAddr:        o.mqttAddr,
+		WSAddr:         o.wsAddr,
+		StorePath:      filepath.Join(o.data, "broker.db"),
+		MaxPacketBytes: o.maxPacketBytes,
+		Credentials:    registryCredentials{s.devs},
+		Logger:         log.With("component", "broker"),
+		Registerer:     s.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.in, err = controller.NewIngest(controller.IngestOptions{
+		Bus:        s.mqtt.Bus(),
+		Registry:   s.devs,
+		Twins:      s.twin,
+		Logger:     log,
+		Registerer: s.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.api = controller.NewAPI(controller.APIOptions{
+		Registry: s.devs, Twins: s.twin, Operators: s.ops, Gatherer: s.reg, Logger: log,
+		Ready: s.isReady,
+	})
+	return s, nil
+}
+
+func (o *serveOptions) check() error {
+	if strings.TrimSpace(o.data) == "" {
+		return errors.New("--data is empty: give the folder for the platform's files")
+	}
+	for _, a := range []struct{ flag, addr string }{
+		{"--mqtt", o.mqttAddr}, {"--http", o.httpAddr}, {"--ws", o.wsAddr},
+	} {
+		if a.addr == "" && a.flag == "--ws" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%s %q: want host:port or :port (%v)", a.flag, a.addr, err)
+		}
+	}
+	if o.maxPacketBytes < 1024 {
+		return fmt.Errorf("--max-packet-bytes %d: at least 1024", o.maxPacketBytes)
+	}
+	if o.demo && (o.demoStations < 1 || o.demoStations > 999) {
+		return fmt.Errorf("--demo-stations %d: want 1..999", o.demoStations)
+	}
+	return nil
+}
+
+// run starts every part and blocks until ctx ends, then stops them in order.
+func (s *server) run(ctx context.Context) error {
+	defer s.close()
+
+	if err := s.mqtt.Start(); err != nil {
+		return fmt.Errorf("start broker: %w", err)
+	}
+	s.log.Info("mqtt listening", "tcp", s.mqtt.TCPAddr(), "ws", s.mqtt.WSAddr())
+	ln, err := net.Listen("tcp", s.o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("--http %q: %w", s.o.httpAddr, err)
+	}
+	s.httpLn = ln
+	s.log.Info("http listening", "addr", ln.Addr().String())
+	hs := &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
+
+	// Devices stop before the controller, the controller before the broker.
+	ctrlCtx, stopCtrl := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCtrl()
+	ctrl, ctrlCtx := errgroup.WithContext(ctrlCtx)
+	ctrl.Go(func() error { return s.twin.Run(ctrlCtx) })
+	ctrl.Go(func() error { return s.in.Run(ctrlCtx) })
+	ctrl.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	ctrl.Go(func() error {
+		<-ctrlCtx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return hs.Shutdown(shut)
+	})
+
+	select {
+	case <-s.in.Ready():
+	case <-ctrlCtx.Done():
+	}
+
+	devCtx, stopDevs := context.WithCancel(ctx)
+	defer stopDevs()
+	devs, devCtx := errgroup.WithContext(devCtx)
+	if s.o.demo {
+		devs.Go(func() error { return s.runDemo(devCtx) })
+	}
+	close(s.ready)
+
+	// Stop on the caller's signal or when any part fails.
+	select {
+	case <-ctx.Done():
+	case <-devCtx.Done():
+	case <-ctrlCtx.Done():
+	}
+	stopDevs()
+	derr := devs.Wait()
+	stopCtrl()
+	cerr := ctrl.Wait()
+	s.log.Info("stopped")
+	return errors.Join(derr, cerr)
+}
+
+// isReady reports whether the server serves devices and the API.
+func (s *server) isReady() error {
+	select {
+	case <-s.ready:
+		return nil
+	default:
+		return errors.New("starting")
+	}
+}
+
+// close releases everything open, in reverse order.
+func (s *server) close() {
+	if s.mqtt != nil {
+		if err := s.mqtt.Close(); err != nil {
+			s.log.Error("close broker", "err", err)
+		}
+	}
+	if s.twin != nil {
+		if err := s.twin.Flush(); err != nil {
+			s.log.Error("write twins", "err", err)
+		}
+	}
+	if s.db != nil {
+		if err := s.db.Close(); err != nil {
+			s.log.Error("close data file", "err", err)
+		}
+	}
+	s.mqtt, s.twin, s.db = nil, nil, nil
+}
+
+// registryCredentials lets the broker check device secrets in the registry.
+type registryCredentials struct{ r *devices.Registry }
+
+func (c registryCredentials) Authenticate(user string, pass []byte) (broker.Identity, error) {
+	d, err := c.r.Authenticate(user, pass)
+	switch {
+	case errors.Is(err, devices.ErrNotFound):
+		return broker.Identity{}, broker.ErrUnknownDevice
+	case errors.Is(err, devices.ErrBadSecret):
+		return broker.Identity{}, broker.ErrBadSecret
+	case err != nil:
+		return broker.Identity{}, err
+	}
+	return broker.Identity{Station: d.Station, Device: d.ID}, nil
+}
+
+// httpURL is the base URL of the HTTP listener, for logs and tests.
+func (s *server) httpURL() string {
+	addr := s.httpLn.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+}

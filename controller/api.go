@@ -1,0 +1,259 @@
+package controller
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/waystation/waystation/devices"
+)
+
+// APIOptions configures the HTTP API. Registry, Twins and Operators are
+// required.
+type APIOptions struct {
+	Registry  *devices.Registry
+	Twins     *devices.Twins
+	Operators *Operators
+	Gatherer  prometheus.Gatherer // served at /metrics; none when nil
+	Logger    *slog.Logger
+	// Ready reports whether the server is ready; /healthz answers 503 until
+	// it is. Nil means always ready.
+	Ready func() error
+}
+
+// maxBodyBytes bounds a request body; an import of a whole county fits.
+const maxBodyBytes = 4 << 20
+
+// API is the HTTP API of the platform.
+type API struct {
+	o   APIOptions
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// NewAPI builds the API handler.
+func NewAPI(o APIOptions) *API {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &API{o: o, log: o.Logger.With("component", "api"), mux: http.NewServeMux()}
+
+	a.mux.HandleFunc("GET /healthz", a.healthz)
+	if o.Gatherer != nil {
+		a.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	a.handle("GET /api/v1/stations", a.listStations)
+	a.handle("POST /api/v1/stations", a.addStations)
+	a.handle("GET /api/v1/stations/{id}", a.getStation)
+	a.handle("GET /api/v1/devices", a.listDevices)
+	a.handle("POST /api/v1/devices", a.addDevice)
+	a.handle("GET /api/v1/devices/{id}", a.getDevice)
+	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
+	})
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// apiFunc is an authenticated handler.
+type apiFunc func(w http.ResponseWriter, r *http.Request, op Operator)
+
+func (a *API) handle(pattern string, f apiFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		op, err := a.o.Operators.Lookup(strings.TrimSpace(token))
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="waystation"`)
+			writeError(w, http.StatusUnauthorized, err.Error())
+			return
+		}
+		f(w, r, op)
+	})
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	if a.o.Ready != nil {
+		if err := a.o.Ready(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// StationView is a station with its devices' twins.
+type StationView struct {
+	devices.Station
+	Devices []DeviceView `json:"devices,omitempty"`
+}
+
+// DeviceView is a registered device with its twin.
+type DeviceView struct {
+	devices.Device
+	Twin *devices.Twin `json:"twin,omitempty"`
+}
+
+func (a *API) listStations(w http.ResponseWriter, r *http.Request, op Operator) {
+	writeJSON(w, http.StatusOK, a.o.Registry.Stations())
+}
+
+// addStations takes one station object, or an array added all or none.
+func (a *API) addStations(w http.ResponseWriter, r *http.Request, op Operator) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "read body: "+err.Error())
+		return
+	}
+	if trimmed := strings.TrimSpace(string(body)); strings.HasPrefix(trimmed, "[") {
+		var list []devices.Station
+		if err := strictJSON(body, &list); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if err := a.o.Registry.AddStations(list); err != nil {
+			writeRegistryError(w, err)
+			return
+		}
+		a.log.Info("stations added", "count", len(list), "by", op.Name)
+		writeJSON(w, http.StatusCreated, list)
+		return
+	}
+	var st devices.Station
+	if err := strictJSON(body, &st); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	st, err = a.o.Registry.AddStation(st)
+	if err != nil {
+		writeRegistryError(w, err)
+		return
+	}
+	a.log.Info("station added", "station", st.ID, "by", op.Name)
+	writeJSON(w, http.StatusCreated, st)
+}
+
+func (a *API) getStation(w http.ResponseWriter, r *http.Request, op Operator) {
+	st, err := a.o.Registry.Station(r.PathValue("id"))
+	if err != nil {
+		writeRegistryError(w, err)
+		return
+	}
+	view := StationView{Station: st}
+	for _, d := range a.o.Registry.Devices() {
+		if d.Station == st.ID {
+			view.Devices = append(view.Devices, a.deviceView(d))
+		}
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+func (a *API) listDevices(w http.ResponseWriter, r *http.Request, op Operator) {
+	station := r.URL.Query().Get("station")
+	out := []DeviceView{}
+	for _, d := range a.o.Registry.Devices() {
+		if station == "" || d.Station == station {
+			out = append(out, a.deviceView(d))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// NewDevice is the answer to a registration: the device and its secret,
+// which is shown this once.
+type NewDevice struct {
+	devices.Device
+	Secret string `json:"secret"`
+}
+
+func (a *API) addDevice(w http.ResponseWriter, r *http.Request, op Operator) {
+	var d devices.Device
+	if err := readJSON(w, r, &d); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	d, secret, err := a.o.Registry.AddDevice(d)
+	if err != nil {
+		writeRegistryError(w, err)
+		return
+	}
+	a.log.Info("device registered", "device", d.ID, "station", d.Station, "kind", d.Kind, "by", op.Name)
+	writeJSON(w, http.StatusCreated, NewDevice{Device: d, Secret: secret})
+}
+
+func (a *API) getDevice(w http.ResponseWriter, r *http.Request, op Operator) {
+	d, err := a.o.Registry.Device(r.PathValue("id"))
+	if err != nil {
+		writeRegistryError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a.deviceView(d))
+}
+
+func (a *API) deviceView(d devices.Device) DeviceView {
+	v := DeviceView{Device: d}
+	if tw, ok := a.o.Twins.Get(d.ID); ok {
+		v.Twin = &tw
+	}
+	return v
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	return strictJSON(body, v)
+}
+
+// strictJSON decodes a request body, refusing unknown fields so a typo in a
+// field name is an error, not a silently missing value.
+func strictJSON(body []byte, v any) error {
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad JSON body: %w", err)
+	}
+	if dec.More() {
+		return errors.New("bad JSON body: more than one value")
+	}
+	return nil
+}
+
+func writeRegistryError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, devices.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, devices.ErrExists):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, devices.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+// Error is the body of every failed API call.
+type Error struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, Error{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,106 @@
+package devices
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/waystation/waystation/schemas"
+)
+
+var ac = Device{ID: "ys-001-ac", Station: "ys-001", Kind: schemas.KindAC}
+
+func TestPresenceIsPerConnection(t *testing.T) {
+	db, err := OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tw, err := NewTwins(db, TwinsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 7, 17, 4, 0, 0, 0, time.UTC)
+	on := func(conn string) schemas.Status {
+		return schemas.Status{Online: true, Kind: schemas.KindAC, Conn: conn, Firmware: "2.1"}
+	}
+	off := func(conn string) schemas.Status { return schemas.Status{Kind: schemas.KindAC, Conn: conn} }
+
+	steps := []struct {
+		st     schemas.Status
+		want   Presence
+		online bool
+	}{
+		{on("a"), PresenceOnline, true},
+		{on("a"), PresenceSame, true},  // retained status delivered again
+		{on("b"), PresenceOnline, true}, // reconnected on a new connection
+		{off("a"), PresenceStale, true}, // the old connection's late will
+		{off("b"), PresenceOffline, false},
+		{off("b"), PresenceSame, false},
+		{on("c"), PresenceOnline, true},
+		{off(""), PresenceOffline, false}, // a will without conn still counts
+	}
+	for i, s := range steps {
+		at := t0.Add(time.Duration(i) * time.Second)
+		if got := tw.ApplyStatus(ac, s.st, at); got != s.want {
+			t.Fatalf("step %d: presence %v, want %v", i, got, s.want)
+		}
+		got, _ := tw.Get(ac.ID)
+		if got.Online != s.online {
+			t.Fatalf("step %d: online %v, want %v", i, got.Online, s.online)
+		}
+	}
+	got, _ := tw.Get(ac.ID)
+	if got.Firmware != "2.1" || got.OfflineSince != t0.Add(7*time.Second) {
+		t.Fatalf("twin %+v", got)
+	}
+}
+
+func TestTwinsFlushAndReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.db")
+	db, err := OpenDB(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw, _ := NewTwins(db, TwinsOptions{})
+	at := time.Date(2026, 1, 10, 6, 30, 0, 0, time.UTC)
+	tw.ApplyStatus(ac, schemas.Status{Online: true, Kind: schemas.KindAC, Conn: "x"}, at)
+	room := 24.5
+	m := schemas.Telemetry{Kind: schemas.KindAC, Meta: schemas.Meta{TS: at.UnixMilli() + 90_000, Seq: 7},
+		AC: &schemas.ACState{Power: true, Mode: "heat", SetpointC: 18, RoomC: room}}
+	if back, err := tw.ApplyTelemetry(ac, m, at); err != nil || back {
+		t.Fatalf("ApplyTelemetry = %v, %v", back, err)
+	}
+	if err := tw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	db, err = OpenDB(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tw, err = NewTwins(db, TwinsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := tw.Get(ac.ID)
+	if !ok || !got.Online || got.Seq != 7 || got.ClockSkewMS != 90_000 {
+		t.Fatalf("reloaded twin %+v", got)
+	}
+	var state schemas.ACState
+	if err := json.Unmarshal(got.State, &state); err != nil || state.RoomC != room || state.Mode != "heat" {
+		t.Fatalf("state %s: %v", got.State, err)
+	}
+
+	// Telemetry from a device marked offline brings it back.
+	tw.MarkOffline(ac.ID, at.Add(time.Minute))
+	if back, _ := tw.ApplyTelemetry(ac, m, at.Add(2*time.Minute)); !back {
+		t.Fatal("telemetry did not bring the device back online")
+	}
+	if tw.Online() != 1 {
+		t.Fatalf("online %d", tw.Online())
+	}
+}
