@@ -1,0 +1,754 @@
+package simulators
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/waystation/waystation/schemas"
+)
+
+// Errors of the package, checked with errors.Is.
+var (
+	ErrSpec    = errors.New("bad device spec")
+	ErrBroker  = errors.New("bad broker address")
+	ErrRunning = errors.New("already running")
+	ErrKind    = errors.New("not supported by this kind of device")
+	ErrOffline = errors.New("device not connected")
+)
+
+// DeviceSpec is one simulated device and the credentials it logs in with.
+type DeviceSpec struct {
+	Station, Device string
+	Kind            schemas.Kind
+	Secret          string // MQTT password; the username and client id are Device
+	Firmware, Model string // reported in the online status; defaults name the simulator
+
+	// Interval is the telemetry period; zero means DefaultInterval(Kind).
+	// Each period is jittered by up to a tenth either way.
+	Interval time.Duration
+}
+
+// DefaultInterval returns the telemetry period of a device of kind k whose
+// spec names none.
+func DefaultInterval(k schemas.Kind) time.Duration {
+	switch k {
+	case schemas.KindLock:
+		return 60 * time.Second
+	case schemas.KindAED:
+		return 300 * time.Second
+	}
+	return 30 * time.Second
+}
+
+// DeviceOptions are what a device needs besides its spec. The zero value
+// runs: a local broker, seed 0, the system clock, Yingshang's time zone, no
+// logs.
+type DeviceOptions struct {
+	Broker   string // tcp://, mqtt://, ws://, wss://, ssl:// or tls://; default tcp://127.0.0.1:1883
+	Seed     int64  // with the device id, decides every simulated value
+	Now      func() time.Time
+	Location *time.Location // for time-of-day behaviour; default Asia/Shanghai
+	Logger   *slog.Logger
+
+	// TLS is used for wss://, ssl:// and tls:// brokers; nil means the
+	// system roots.
+	TLS *tls.Config
+
+	// StartDelay is waited before the first connect, so a fleet does not
+	// knock on the broker all at once.
+	StartDelay time.Duration
+
+	// BootTime is how long device.reboot keeps the device dark; default 2s.
+	BootTime time.Duration
+}
+
+// Protocol figures. Network timing runs on the system's monotonic clock:
+// the injected clock is the device's idea of the time of day, which a test
+// may freeze.
+const (
+	defaultBroker   = "tcp://127.0.0.1:1883"
+	defaultBootTime = 2 * time.Second
+	keepAlive       = 30 * time.Second
+	connectTimeout  = 10 * time.Second
+	publishTimeout  = 10 * time.Second
+	stopTimeout     = 2 * time.Second // for the offline status on a clean stop
+	quiesceMs       = 250             // paho's grace for in-flight work on Disconnect
+	backoffMin      = 500 * time.Millisecond
+	backoffMax      = 30 * time.Second
+	stableAfter     = 10 * time.Second // a session this long resets the backoff
+	jitterShare     = 0.1
+	qos             = 1
+	cmdQueueLen     = 32
+	maxPending      = 256 // events kept while disconnected
+	rememberedCmds  = 256 // command ids answered, for de-duplication
+	maxErrorLen     = 256
+)
+
+// Device is one simulated device. Its fault injection methods are safe to
+// call from any goroutine, whether or not it runs.
+type Device struct {
+	spec   DeviceSpec
+	opts   DeviceOptions
+	log    *slog.Logger
+	err    error // a bad spec or option, returned by Run
+	timing *rand.Rand
+
+	// onOnline, when set by a fleet, hears every change of connectedness.
+	onOnline func(online bool)
+
+	running atomic.Bool
+	online  atomic.Bool
+	seq     atomic.Uint64
+	kick    chan struct{} // something to publish now; capacity 1
+
+	mu       sync.Mutex // guards what follows
+	env      env
+	model    model
+	last     time.Time // when the model last stepped
+	pending  []schemas.Event
+	answered map[string]schemas.CommandResult
+	order    []string // answered ids, oldest first
+	current  *session
+}
+
+// NewDevice returns a device in a plausible state for its kind, the season
+// and the hour. A bad spec or option is reported by Run.
+func NewDevice(spec DeviceSpec, o DeviceOptions) *Device {
+	o = o.withDefaults()
+	spec = spec.withDefaults()
+	d := &Device{
+		spec: spec,
+		opts: o,
+		log: o.Logger.With("device", spec.Device, "station", spec.Station,
+			"kind", string(spec.Kind)),
+		kick:     make(chan struct{}, 1),
+		answered: make(map[string]schemas.CommandResult),
+	}
+	d.err = validate(spec, o.Broker)
+
+	// Two streams from one seed: the physics must not depend on how many
+	// connection attempts the network happened to need.
+	id := hashString(spec.Device)
+	d.env = env{
+		rng:     rand.New(rand.NewPCG(mix(uint64(o.Seed)), id)),
+		climate: newClimate(o.Seed, o.Location, spec.Station),
+	}
+	d.timing = rand.New(rand.NewPCG(mix(uint64(o.Seed)+1), mix(id)))
+	if d.err == nil {
+		d.last = o.Now()
+		d.model = newModel(spec.Kind, &d.env, d.last)
+	}
+	return d
+}
+
+func (o DeviceOptions) withDefaults() DeviceOptions {
+	if o.Broker == "" {
+		o.Broker = defaultBroker
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Location == nil {
+		o.Location = shanghai()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.BootTime <= 0 {
+		o.BootTime = defaultBootTime
+	}
+	return o
+}
+
+func (s DeviceSpec) withDefaults() DeviceSpec {
+	if s.Interval <= 0 {
+		s.Interval = DefaultInterval(s.Kind)
+	}
+	if s.Firmware == "" {
+		s.Firmware = "sim-1.0.0"
+	}
+	if s.Model == "" {
+		s.Model = "sim-" + string(s.Kind)
+	}
+	return s
+}
+
+// shanghai is Asia/Shanghai, or UTC+8 where the system has no zone data:
+// the zone has kept no daylight saving since 1991.
+var shanghai = sync.OnceValue(func() *time.Location {
+	if loc, err := time.LoadLocation("Asia/Shanghai"); err == nil {
+		return loc
+	}
+	return time.FixedZone("CST", 8*60*60)
+})
+
+// validate checks what the contract and the dialer need.
+func validate(s DeviceSpec, broker string) error {
+	switch {
+	case !schemas.ValidID(s.Station) || s.Station == schemas.AlertsStation:
+		return fmt.Errorf("%w: station id %q", ErrSpec, s.Station)
+	case !schemas.ValidID(s.Device):
+		return fmt.Errorf("%w: device id %q", ErrSpec, s.Device)
+	case !s.Kind.Valid():
+		return fmt.Errorf("%w: kind %q of %s", ErrSpec, s.Kind, s.Device)
+	}
+	return validBroker(broker)
+}
+
+// validBroker checks that the dialer can reach a broker at u.
+func validBroker(u string) error {
+	p, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBroker, err)
+	}
+	switch p.Scheme {
+	case "tcp", "mqtt", "ws", "wss", "ssl", "tls", "mqtts":
+	default:
+		return fmt.Errorf("%w: scheme %q", ErrBroker, p.Scheme)
+	}
+	if p.Host == "" {
+		return fmt.Errorf("%w: %q has no host", ErrBroker, u)
+	}
+	return nil
+}
+
+// ID returns the device id.
+func (d *Device) ID() string { return d.spec.Device }
+
+// Spec returns the device's spec with its defaults filled in.
+func (d *Device) Spec() DeviceSpec { return d.spec }
+
+// Connected reports whether the device is connected and has announced
+// itself online.
+func (d *Device) Connected() bool { return d.online.Load() }
+
+// Conn returns the id of the current connection, "" when disconnected.
+func (d *Device) Conn() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.current == nil {
+		return ""
+	}
+	return d.current.conn
+}
+
+// session is one MQTT connection of a device.
+type session struct {
+	conn    string // the connection id in the online status and the will
+	client  mqtt.Client
+	started time.Time
+	lost    chan struct{} // closed when paho reports the connection lost
+	cmds    chan []byte   // command payloads, handed over by paho's router
+
+	// Guarded by Device.mu.
+	raw     net.Conn      // the network connection under paho, for cuts
+	cut     bool          // a power cut, not a network fault, ended it
+	darkFor time.Duration // how long the power stays off
+}
+
+// end is why a session ended.
+type end int
+
+const (
+	endStop   end = iota // the context ended
+	endLost              // the connection dropped
+	endReboot            // a device.reboot command
+)
+
+// Run connects the device and keeps it connected, publishing telemetry and
+// answering commands, until ctx ends; then it publishes its offline status,
+// disconnects and returns nil. It returns only once every goroutine it or
+// paho started for it has stopped.
+func (d *Device) Run(ctx context.Context) error {
+	if d.err != nil {
+		return d.err
+	}
+	if !d.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("device %s: %w", d.spec.Device, ErrRunning)
+	}
+	defer d.running.Store(false)
+
+	if !sleep(ctx, d.opts.StartDelay) {
+		return nil
+	}
+
+	boot, failures := true, 0
+	for {
+		s, err := d.connect(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			failures++
+			wait := d.backoff(failures)
+			d.logFailure(failures, "connect failed", err, wait)
+			if !sleep(ctx, wait) {
+				return nil
+			}
+			continue
+		}
+
+		why := d.serve(ctx, s, boot)
+		boot = false
+		d.setCurrent(nil)
+		switch why {
+		case endStop:
+			d.goOffline(s)
+			d.log.Debug("stopped")
+			return nil
+
+		case endReboot:
+			d.goOffline(s)
+			d.log.Info("rebooting", "boot_time", d.opts.BootTime)
+			boot, failures = true, 0
+			if !sleep(ctx, d.opts.BootTime) {
+				return nil
+			}
+
+		case endLost:
+			if cut, dark := d.wasCut(s); cut {
+				d.log.Info("power cut", "dark_for", dark)
+				boot, failures = true, 0
+				if !sleep(ctx, dark) {
+					return nil
+				}
+				continue
+			}
+			if time.Since(s.started) >= stableAfter {
+				failures = 0
+			}
+			failures++
+			wait := d.backoff(failures)
+			d.logFailure(failures, "connection lost", nil, wait)
+			if !sleep(ctx, wait) {
+				return nil
+			}
+		}
+	}
+}
+
+// connect opens one MQTT connection with a fresh connection id and a last
+// will that names it, then subscribes to the device's commands.
+func (d *Device) connect(ctx context.Context) (*session, error) {
+	s := &session{
+		conn:    newConnID(),
+		started: time.Now(),
+		lost:    make(chan struct{}),
+		cmds:    make(chan []byte, cmdQueueLen),
+	}
+	will, err := json.Marshal(schemas.Status{
+		Meta: schemas.Meta{TS: d.opts.Now().UnixMilli()},
+		Kind: d.spec.Kind,
+		Conn: s.conn,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("will: %w", err)
+	}
+
+	var lostOnce sync.Once
+	o := mqtt.NewClientOptions().
+		AddBroker(d.opts.Broker).
+		SetClientID(d.spec.Device).
+		SetUsername(d.spec.Device).
+		SetPassword(d.spec.Secret).
+		SetCleanSession(true).
+		SetProtocolVersion(4).
+		SetKeepAlive(keepAlive).
+		SetConnectTimeout(connectTimeout).
+		SetWriteTimeout(publishTimeout).
+		SetAutoReconnect(false). // Run reconnects, with a new connection id and will each time
+		SetConnectRetry(false).
+		SetTLSConfig(d.opts.TLS).
+		SetBinaryWill(d.topic(schemas.ChannelStatus), will, qos, true).
+		SetCustomOpenConnectionFn(d.dialer(ctx, s)).
+		SetConnectionLostHandler(func(mqtt.Client, error) {
+			lostOnce.Do(func() { close(s.lost) })
+		})
+	s.client = mqtt.NewClient(o)
+
+	// Connect may sit waiting for a CONNACK; cutting the network connection
+	// is what ends the wait when ctx ends.
+	tok := s.client.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		d.closeRaw(s)
+		<-tok.Done()
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		s.client.Disconnect(0)
+		return nil, ctx.Err()
+	}
+
+	// The router goroutine must never block on us: a full queue drops the
+	// command, and the platform's retry brings it back.
+	sub := s.client.Subscribe(d.topic(schemas.ChannelCmd), qos, func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case s.cmds <- m.Payload():
+		default:
+			d.log.Warn("command queue full, command dropped")
+		}
+	})
+	if err := wait(ctx, s, sub); err != nil {
+		s.client.Disconnect(0)
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	return s, nil
+}
+
+// dialer opens the network connection paho runs on, keeping hold of it so
+// a power cut can sever it the way a real one would: no DISCONNECT, so the
+// broker publishes the will.
+func (d *Device) dialer(ctx context.Context, s *session) mqtt.OpenConnectionFunc {
+	return func(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+		nd := &net.Dialer{Timeout: connectTimeout}
+		var c net.Conn
+		var err error
+		switch u.Scheme {
+		case "ws", "wss":
+			plain := *u
+			plain.User = nil
+			var tc *tls.Config
+			if u.Scheme == "wss" {
+				tc = o.TLSConfig
+			}
+			c, err = mqtt.NewWebsocket(plain.String(), tc, connectTimeout, o.HTTPHeaders,
+				o.WebsocketOptions)
+		case "ssl", "tls", "mqtts":
+			td := &tls.Dialer{NetDialer: nd, Config: o.TLSConfig}
+			c, err = td.DialContext(ctx, "tcp", u.Host)
+		default:
+			c, err = nd.DialContext(ctx, "tcp", u.Host)
+		}
+		if err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+		s.raw = c
+		d.mu.Unlock()
+		return c, nil
+	}
+}
+
+// serve runs one connected session: it announces the device, then
+// publishes telemetry every interval and answers commands until the
+// context ends, the connection drops or a reboot is asked for.
+func (d *Device) serve(ctx context.Context, s *session, boot bool) end {
+	d.setCurrent(s)
+	if err := d.announce(ctx, s, boot); err != nil {
+		d.log.Debug("announce failed", "err", err)
+		return d.why(ctx, s)
+	}
+	d.online.Store(true)
+	if d.onOnline != nil {
+		d.onOnline(true)
+	}
+	defer func() {
+		d.online.Store(false)
+		if d.onOnline != nil {
+			d.onOnline(false)
+		}
+	}()
+	d.log.Debug("connected", "conn", s.conn)
+
+	tick := time.NewTimer(0) // the first telemetry right away, so the twin fills at once
+	defer tick.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return endStop
+		case <-s.lost:
+			return endLost
+		case <-tick.C:
+			err = d.report(ctx, s)
+			tick.Reset(d.jittered(d.spec.Interval))
+		case <-d.kick:
+			err = d.report(ctx, s)
+		case b := <-s.cmds:
+			var reboot bool
+			reboot, err = d.command(ctx, s, b)
+			if reboot {
+				return endReboot
+			}
+		}
+		if err != nil {
+			d.log.Debug("publish failed", "err", err)
+		}
+	}
+}
+
+// why tells why a session that failed to publish is over.
+func (d *Device) why(ctx context.Context, s *session) end {
+	if ctx.Err() != nil {
+		return endStop
+	}
+	select {
+	case <-s.lost:
+	default:
+		// Not lost yet as far as paho knows: drop it so the will speaks.
+		d.closeRaw(s)
+		<-s.lost
+	}
+	return endLost
+}
+
+// announce publishes the retained online status and, after a boot, the
+// boot event.
+func (d *Device) announce(ctx context.Context, s *session, boot bool) error {
+	st, err := json.Marshal(schemas.Status{
+		Meta:      d.meta(),
+		Online:    true,
+		Kind:      d.spec.Kind,
+		Firmware:  d.spec.Firmware,
+		Model:     d.spec.Model,
+		IntervalS: max(1, int(d.spec.Interval.Round(time.Second)/time.Second)),
+		Conn:      s.conn,
+	})
+	if err != nil {
+		return err
+	}
+	if err := d.send(ctx, s, schemas.ChannelStatus, true, st); err != nil {
+		return err
+	}
+	if boot {
+		// Queued, not poked: the first telemetry, due at once, flushes it.
+		d.mu.Lock()
+		d.queueLocked(event(d.opts.Now(), schemas.EventBoot))
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// report steps the model to now, publishes what happened and then the
+// telemetry.
+func (d *Device) report(ctx context.Context, s *session) error {
+	d.mu.Lock()
+	d.advance(d.opts.Now())
+	d.mu.Unlock()
+
+	if err := d.flush(ctx, s); err != nil {
+		return err
+	}
+
+	d.mu.Lock()
+	b, err := d.model.encode(d.meta())
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	return d.send(ctx, s, schemas.ChannelTelemetry, false, b)
+}
+
+// advance steps the model to now and queues its events. d.mu is held.
+func (d *Device) advance(now time.Time) {
+	dt := now.Sub(d.last)
+	if dt < 0 {
+		dt = 0 // a clock set back: the state waits for it to catch up
+	} else {
+		d.last = now
+	}
+	d.queueLocked(d.model.step(now, dt)...)
+}
+
+// flush publishes the queued events in order; what fails stays queued.
+func (d *Device) flush(ctx context.Context, s *session) error {
+	d.mu.Lock()
+	evs := d.pending
+	d.pending = nil
+	d.mu.Unlock()
+
+	for i := range evs {
+		e := evs[i]
+		e.Seq = d.seq.Add(1)
+		b, err := json.Marshal(e)
+		if err == nil {
+			err = d.send(ctx, s, schemas.ChannelEvent, false, b)
+		}
+		if err != nil {
+			d.mu.Lock()
+			d.pending = append(evs[i:], d.pending...)
+			d.trimLocked()
+			d.mu.Unlock()
+			return fmt.Errorf("event %s: %w", e.Type, err)
+		}
+	}
+	return nil
+}
+
+// goOffline publishes the retained offline status of the session's
+// connection and disconnects cleanly, so the broker drops the will.
+func (d *Device) goOffline(s *session) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	b, err := json.Marshal(schemas.Status{Meta: d.meta(), Kind: d.spec.Kind, Conn: s.conn})
+	if err == nil {
+		err = d.send(ctx, s, schemas.ChannelStatus, true, b)
+	}
+	if err != nil {
+		d.log.Debug("offline status not sent", "err", err)
+	}
+	s.client.Disconnect(quiesceMs)
+}
+
+// send publishes payload on the device's channel ch and waits until the
+// broker has it.
+func (d *Device) send(ctx context.Context, s *session, ch schemas.Channel, retained bool,
+	payload []byte) error {
+	return wait(ctx, s, s.client.Publish(d.topic(ch), qos, retained, payload))
+}
+
+// errLost and errTimeout end a wait for paho.
+var (
+	errLost    = errors.New("connection lost")
+	errTimeout = errors.New("timed out")
+)
+
+// wait waits for a paho token, giving up when ctx ends or the connection
+// drops.
+func wait(ctx context.Context, s *session, tok mqtt.Token) error {
+	timer := time.NewTimer(publishTimeout)
+	defer timer.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.lost:
+		return errLost
+	case <-timer.C:
+		return errTimeout
+	}
+}
+
+// meta stamps a message with the device clock and the next sequence number.
+// Only the goroutine of Run publishes, so numbers go out in order.
+func (d *Device) meta() schemas.Meta {
+	return schemas.Meta{TS: d.opts.Now().UnixMilli(), Seq: d.seq.Add(1)}
+}
+
+func (d *Device) topic(ch schemas.Channel) string {
+	return schemas.DeviceTopic(d.spec.Station, d.spec.Device, ch)
+}
+
+// queue adds events to publish and wakes the session to publish them.
+func (d *Device) queue(evs ...schemas.Event) {
+	d.mu.Lock()
+	d.queueLocked(evs...)
+	d.mu.Unlock()
+	d.poke()
+}
+
+func (d *Device) queueLocked(evs ...schemas.Event) {
+	d.pending = append(d.pending, evs...)
+	d.trimLocked()
+}
+
+// trimLocked drops the oldest events beyond what a device keeps offline.
+func (d *Device) trimLocked() {
+	if n := len(d.pending) - maxPending; n > 0 {
+		d.pending = append([]schemas.Event(nil), d.pending[n:]...)
+	}
+}
+
+// poke asks the session for telemetry and events now.
+func (d *Device) poke() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Device) setCurrent(s *session) {
+	d.mu.Lock()
+	d.current = s
+	d.mu.Unlock()
+}
+
+// closeRaw severs the session's network connection, if it has one yet.
+func (d *Device) closeRaw(s *session) {
+	d.mu.Lock()
+	c := s.raw
+	d.mu.Unlock()
+	if c != nil {
+		_ = c.Close() // closing is the point; its error says nothing more
+	}
+}
+
+// wasCut reports whether a power cut ended s, and for how long.
+func (d *Device) wasCut(s *session) (bool, time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return s.cut, s.darkFor
+}
+
+// backoff is the wait before reconnect attempt n (from 1): exponential,
+// capped, with full jitter over its upper half so a county that lost its
+// broker does not come back in lockstep.
+func (d *Device) backoff(n int) time.Duration {
+	w := backoffMax
+	if n < 16 {
+		w = min(backoffMax, backoffMin<<(n-1))
+	}
+	return w/2 + time.Duration(d.timing.Int64N(int64(w/2)+1))
+}
+
+// jittered spreads a period by up to a tenth either way.
+func (d *Device) jittered(p time.Duration) time.Duration {
+	f := 1 - jitterShare + 2*jitterShare*d.timing.Float64()
+	return time.Duration(float64(p) * f)
+}
+
+// logFailure logs a failed or lost connection: the first of a run at Info,
+// the rest at Debug, so an unreachable broker does not flood the log.
+func (d *Device) logFailure(n int, msg string, err error, retry time.Duration) {
+	level := slog.LevelDebug
+	if n == 1 {
+		level = slog.LevelInfo
+	}
+	args := []any{"attempt", n, "retry_in", retry.Round(time.Millisecond)}
+	if err != nil {
+		args = append(args, "err", err)
+	}
+	d.log.Log(context.Background(), level, msg, args...)
+}
+
+// newConnID returns a fresh random connection id.
+func newConnID() string {
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(rand.Uint32())
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// sleep waits for d or until ctx ends, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,168 @@
+package simulators
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/waystation/waystation/schemas"
+)
+
+// Fault injection. Each method changes the device's state at once, queues
+// the events a real device would send, and asks the running session to
+// publish them and fresh telemetry now. A device that is not connected
+// keeps the events (up to a limit) and sends them after it reconnects.
+// A method meant for another kind returns an error wrapping ErrKind.
+
+// SetFault raises a vendor fault code on an air conditioner, or clears the
+// fault when code is empty. A faulty unit keeps its fan running but its
+// compressor stops, so the room drifts toward the outdoor temperature.
+func (d *Device) SetFault(code string) error {
+	if !validCode(code) {
+		return fmt.Errorf("%w: fault code %q", ErrArgs, code)
+	}
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*acModel)
+		if !ok {
+			return nil, d.wrongKind("SetFault")
+		}
+		return m.setFault(now, code), nil
+	})
+}
+
+// Jam seizes a door terminal's bolt: telemetry shows it jammed, nobody gets
+// in, and lock.unlock is refused until Clear.
+func (d *Device) Jam() error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*lockModel)
+		if !ok {
+			return nil, d.wrongKind("Jam")
+		}
+		return m.jam(now), nil
+	})
+}
+
+// OpenCabinet opens an AED cabinet, as someone taking the defibrillator
+// out would.
+func (d *Device) OpenCabinet() error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*aedModel)
+		if !ok {
+			return nil, d.wrongKind("OpenCabinet")
+		}
+		return m.setCabinet(now, true), nil
+	})
+}
+
+// CloseCabinet closes an AED cabinet.
+func (d *Device) CloseCabinet() error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*aedModel)
+		if !ok {
+			return nil, d.wrongKind("CloseCabinet")
+		}
+		return m.setCabinet(now, false), nil
+	})
+}
+
+// FailSelfTest makes an AED fail a self-test now, and every nightly one
+// after it until Clear; the unit is then not ready.
+func (d *Device) FailSelfTest() error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*aedModel)
+		if !ok {
+			return nil, d.wrongKind("FailSelfTest")
+		}
+		return m.failSelfTest(now), nil
+	})
+}
+
+// Overheat makes slot (1-based) of a charger cabinet overheat: the cabinet
+// cuts it at about 60 °C and reports it in fault. The slot cools over the
+// next half hour; charger.slot with on=true revives it once it is below
+// 45 °C, and Clear revives it at once.
+func (d *Device) Overheat(slot int) error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*chargerModel)
+		if !ok {
+			return nil, d.wrongKind("Overheat")
+		}
+		return m.overheat(now, slot)
+	})
+}
+
+// Clear removes every injected fault of the device: the AC fault code, a
+// jammed bolt, an open AED cabinet and failing self-tests, overheated slots.
+func (d *Device) Clear() error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		return d.model.clear(now), nil
+	})
+}
+
+// PowerCut cuts the device's power: its network connection dies without a
+// goodbye, so the broker publishes its last will; it stays dark for dark,
+// then boots and reconnects. It returns ErrOffline when the device is not
+// connected.
+func (d *Device) PowerCut(dark time.Duration) error {
+	return d.sever(true, dark)
+}
+
+// DropConnection breaks the device's network connection without a goodbye,
+// like a flaky mobile link: the broker publishes the last will and the
+// device reconnects after a jittered backoff. It returns ErrOffline when the
+// device is not connected.
+func (d *Device) DropConnection() error {
+	return d.sever(false, 0)
+}
+
+// inject runs a fault on the model with the state brought up to now.
+func (d *Device) inject(f func(now time.Time) ([]schemas.Event, error)) error {
+	if d.err != nil {
+		return d.err
+	}
+	d.mu.Lock()
+	now := d.opts.Now()
+	d.advance(now)
+	evs, err := f(now)
+	d.queueLocked(evs...)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	d.poke()
+	return nil
+}
+
+func (d *Device) sever(cut bool, dark time.Duration) error {
+	d.mu.Lock()
+	s := d.current
+	if s == nil || s.raw == nil {
+		d.mu.Unlock()
+		return fmt.Errorf("device %s: %w", d.spec.Device, ErrOffline)
+	}
+	s.cut, s.darkFor = cut, dark
+	c := s.raw
+	d.mu.Unlock()
+	_ = c.Close() // closing is the point; its error says nothing more
+	return nil
+}
+
+func (d *Device) wrongKind(fault string) error {
+	return fmt.Errorf("%s on %s %s: %w", fault, d.spec.Kind, d.spec.Device, ErrKind)
+}
+
+// validCode reports whether code is a fault code the contract allows:
+// up to 32 of A-Z a-z 0-9 _ . -, or empty.
+func validCode(code string) bool {
+	if len(code) > 32 {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		c := code[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '_' || c == '.'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
