@@ -1,0 +1,126 @@
+package broker
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Bus is an in-process MQTT client onto a Broker, for the controller. It
+// bypasses the ACL (the controller is trusted) but for retained commands,
+// which it refuses like any client's. A Bus is safe for concurrent use.
+type Bus struct {
+	b *Broker
+
+	mu     sync.Mutex // guards subs and closed
+	subs   []busSub
+	closed bool
+}
+
+type busSub struct {
+	filter string
+	id     int
+}
+
+// Subscribe calls h for every message whose topic matches filter: first
+// for each retained message that matches, with retained true, then for
+// every message published afterwards, with retained false, as an MQTT
+// 3.1.1 subscriber sees them. A message published while Subscribe runs
+// may come both ways.
+//
+// h runs on the publishing client's goroutine, possibly on many at once,
+// and holds that client up while it runs: it must return quickly and not
+// block (hand the message to a channel or queue and return). It may call
+// Publish. It must not modify payload. qos is accepted for the interface's
+// sake: in-process delivery loses nothing.
+func (b *Bus) Subscribe(filter string, qos byte, h func(topic string, payload []byte, retained bool)) error {
+	if h == nil {
+		return fmt.Errorf("subscribe %q: nil handler", clip(filter))
+	}
+	if qos > 2 {
+		return fmt.Errorf("subscribe %q: qos %d: %w", clip(filter), qos, ErrInvalidTopic)
+	}
+	if !mqtt.IsValidFilter(filter, false) || mqtt.IsSharedFilter(filter) {
+		return fmt.Errorf("subscribe %q: %w", clip(filter), ErrInvalidTopic)
+	}
+
+	b.mu.Lock()
+	if b.closed || b.b.closed.Load() {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	id := int(b.b.subID.Add(1))
+	b.subs = append(b.subs, busSub{filter: filter, id: id})
+	b.mu.Unlock()
+
+	// Mochi's Server.Subscribe would report live retained publishes as
+	// retained, and its storage hook would save the subscription for a
+	// client "inline" that a restart then turns into a real, never
+	// connected client collecting QoS messages. The topic index is used
+	// directly instead.
+	b.b.srv.Topics.InlineSubscribe(mqtt.InlineSubscription{
+		Subscription: packets.Subscription{Filter: filter, Identifier: id, Qos: qos},
+		Handler: func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+			h(pk.TopicName, pk.Payload, false)
+		},
+	})
+	for _, pk := range b.b.srv.Topics.Messages(filter) {
+		h(pk.TopicName, pk.Payload, true)
+	}
+	return nil
+}
+
+// Publish publishes payload on topic. It fails with ErrRetainedCommand for
+// a retained message on a cmd topic, with ErrInvalidTopic for a topic that
+// is empty, has wildcards or starts with $, and with ErrClosed after the
+// Bus or the Broker closed. Subscribers on the bus are called before it
+// returns.
+func (b *Bus) Publish(topic string, qos byte, retained bool, payload []byte) error {
+	if qos > 2 || topic == "" || strings.HasPrefix(topic, "$") ||
+		!mqtt.IsValidFilter(topic, true) {
+		return fmt.Errorf("publish %q qos %d: %w", clip(topic), qos, ErrInvalidTopic)
+	}
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed || b.b.closed.Load() {
+		return ErrClosed
+	}
+
+	if retained && isCmdTopic(topic) {
+		b.b.hook.refuse(b.b.bus, nil, actionPublish, reasonRetainedCmd, "topic", clip(topic))
+		return fmt.Errorf("publish %q: %w", clip(topic), ErrRetainedCommand)
+	}
+
+	err := b.b.srv.InjectPacket(b.b.bus, packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retained},
+		TopicName:   topic,
+		// The caller may reuse its buffer; queued copies must not change.
+		Payload: append([]byte(nil), payload...),
+		// Mochi checks that QoS 1 and 2 publishes carry a packet id but
+		// handles inline publishes as already acknowledged.
+		PacketID: uint16(qos),
+	})
+	if err != nil {
+		return fmt.Errorf("publish %q: %w", clip(topic), err)
+	}
+	return nil
+}
+
+// Close removes the subscriptions made through this Bus. A handler call
+// already under way may still finish after Close returns. Closing twice is
+// harmless.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	subs := b.subs
+	b.subs, b.closed = nil, true
+	b.mu.Unlock()
+
+	for _, s := range subs {
+		b.b.srv.Topics.InlineUnsubscribe(s.id, s.filter)
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+package broker
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/waystation/waystation/schemas"
+)
+
+// authHook is the mochi hook that authenticates clients, applies the ACL,
+// counts and logs refusals and drops the will of a replaced connection.
+type authHook struct {
+	mqtt.HookBase
+	srv     *mqtt.Server
+	creds   Credentials
+	ctrl    string   // controller username, "" if none
+	ctrlSum [32]byte // SHA-256 of the controller secret
+	metrics *metrics
+	log     *slog.Logger
+	lim     *limiter
+
+	// peers maps a client id to the identity checked at its last
+	// successful login. A new login with the same id replaces the entry;
+	// the old connection's disconnect then leaves it alone.
+	peers sync.Map // string → *peerEntry
+}
+
+type peerEntry struct {
+	cl *mqtt.Client // the connection that logged in
+	peer
+}
+
+func newAuthHook(srv *mqtt.Server, o Options, m *metrics) *authHook {
+	return &authHook{
+		srv:     srv,
+		creds:   o.Credentials,
+		ctrl:    o.ControllerUser,
+		ctrlSum: sha256.Sum256([]byte(o.ControllerSecret)),
+		metrics: m,
+		log:     o.Logger,
+		lim:     newLimiter(o.Now),
+	}
+}
+
+// ID implements mqtt.Hook.
+func (h *authHook) ID() string { return "waystation-auth" }
+
+// Provides implements mqtt.Hook.
+func (h *authHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect,
+		mqtt.OnConnectAuthenticate,
+		mqtt.OnACLCheck,
+		mqtt.OnSessionEstablish,
+		mqtt.OnDisconnect,
+		mqtt.OnSubscribe,
+		mqtt.OnPublish,
+	}, []byte{b})
+}
+
+// OnConnect refuses a device whose client id is not its device id: the
+// client id keys the session, so another id would let one device take
+// over another's session. It runs before OnConnectAuthenticate, and
+// answers "identifier rejected" rather than "bad username or password".
+func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if tc, ok := cl.Net.Conn.(*trackedConn); ok {
+		tc.connected.Store(true)
+	}
+
+	user := string(pk.Connect.Username)
+	if user == "" || h.isController(user) || cl.ID == user {
+		return nil
+	}
+	h.refuse(cl, nil, actionConnect, reasonClientID, "username", clip(user))
+	_ = h.srv.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
+	return packets.ErrClientIdentifierNotValid
+}
+
+// OnConnectAuthenticate checks the username and password, and that the
+// will (published by the broker on the client's behalf) names a topic the
+// client may publish.
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	p, reason, err := h.authenticate(user, pk.Connect.Password)
+	if reason != "" {
+		args := []any{"username", clip(user)}
+		if err != nil {
+			args = append(args, "err", err)
+		}
+		h.refuse(cl, nil, actionConnect, reason, args...)
+		return false
+	}
+
+	if pk.Connect.WillFlag {
+		if why := p.canPublish(pk.Connect.WillTopic, pk.Connect.WillRetain); why != "" {
+			h.refuse(cl, &p, actionConnect, reasonWill,
+				"topic", clip(pk.Connect.WillTopic), "why", why)
+			return false
+		}
+	}
+
+	h.peers.Store(cl.ID, &peerEntry{cl: cl, peer: p})
+	return true
+}
+
+// authenticate returns who user is, or the reason (and any error) for
+// refusing the login.
+func (h *authHook) authenticate(user string, password []byte) (peer, string, error) {
+	switch {
+	case user == "":
+		return peer{}, reasonAnonymous, nil
+	case h.isController(user):
+		// Hashing first makes the comparison independent of the length.
+		sum := sha256.Sum256(password)
+		if subtle.ConstantTimeCompare(sum[:], h.ctrlSum[:]) != 1 {
+			return peer{}, reasonBadSecret, nil
+		}
+		return peer{controller: true}, "", nil
+	case !schemas.ValidID(user) || h.creds == nil:
+		return peer{}, reasonUnknown, nil
+	}
+
+	id, err := h.creds.Authenticate(user, password)
+	switch {
+	case errors.Is(err, ErrUnknownDevice):
+		return peer{}, reasonUnknown, nil
+	case errors.Is(err, ErrBadSecret):
+		return peer{}, reasonBadSecret, nil
+	case err != nil:
+		return peer{}, reasonCredentials, err
+	case id.Device != user || !schemas.ValidID(id.Station) || id.Station == schemas.AlertsStation:
+		return peer{}, reasonCredentials, errors.New("credential store gave a bad identity")
+	}
+	return peer{station: id.Station, device: id.Device}, "", nil
+}
+
+func (h *authHook) isController(user string) bool {
+	return h.ctrl != "" && user == h.ctrl
+}
+
+// OnACLCheck decides subscriptions, deliveries and MQTT 5 publishes.
+// Publishes of MQTT 3.1.1 clients pass here and are decided in OnPublish,
+// which sees the retain flag and the QoS and can acknowledge and drop.
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	e := h.lookup(cl)
+	if e == nil {
+		return false
+	}
+
+	if !write {
+		return e.canSubscribe(topic) == ""
+	}
+	if cl.Properties.ProtocolVersion < 5 {
+		return true
+	}
+	if why := e.canPublish(topic, false); why != "" {
+		h.refuse(cl, &e.peer, actionPublish, why, "topic", clip(topic))
+		return false
+	}
+	return true
+}
+
+// OnSubscribe counts and logs the filters OnACLCheck will refuse; mochi
+// asks OnACLCheck both for filters and for each delivery, so only here is
+// a refusal known to be a subscribe.
+func (h *authHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	e := h.lookup(cl)
+	if e == nil {
+		return pk
+	}
+	for _, f := range pk.Filters {
+		if why := e.canSubscribe(f.Filter); why != "" {
+			h.refuse(cl, &e.peer, actionSubscribe, why, "filter", clip(f.Filter))
+		}
+	}
+	return pk
+}
+
+// OnPublish refuses what OnACLCheck let through for OnPublish to decide:
+// every publish of an MQTT 3.1.1 client and every retained one. A refused
+// QoS 0 message is dropped; a QoS 1 or 2 message is acknowledged and
+// dropped, since 3.1.1 has no way to say no.
+func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	var why string
+	var p *peer
+	switch e := h.lookup(cl); {
+	case cl.Net.Inline:
+		// The bus is trusted but for retained commands, which Bus.Publish
+		// refuses before they get here.
+		if pk.FixedHeader.Retain && isCmdTopic(pk.TopicName) {
+			why = reasonRetainedCmd
+		}
+	case e == nil:
+		return pk, packets.ErrRejectPacket
+	default:
+		p = &e.peer
+		why = e.canPublish(pk.TopicName, pk.FixedHeader.Retain)
+	}
+	if why == "" {
+		return pk, nil
+	}
+
+	h.refuse(cl, p, actionPublish, why, "topic", clip(pk.TopicName),
+		"retain", pk.FixedHeader.Retain)
+	if pk.FixedHeader.Qos == 0 {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+// OnSessionEstablish runs when a login succeeded, before mochi disconnects
+// an older connection with the same client id. Mochi would then publish
+// that connection's will, after the new connection is up: its "offline"
+// would overwrite the new retained "online". The device is back, so the
+// old will is dropped (MQTT 5 [MQTT-3.1.4-3] would publish it).
+func (h *authHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	old, ok := h.srv.Clients.Get(cl.ID)
+	if !ok || old == cl {
+		return
+	}
+	if atomic.SwapUint32(&old.Properties.Will.Flag, 0) == 1 {
+		h.log.Debug("dropped the will of a replaced connection", "client", clip(cl.ID),
+			"remote", old.Net.Remote)
+	}
+}
+
+// OnDisconnect counts a connection dropped for an oversize packet and
+// forgets the client's identity.
+func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	e := h.lookup(cl)
+	if errors.Is(err, packets.ErrPacketTooLarge) {
+		var p *peer
+		if e != nil {
+			p = &e.peer
+		}
+		// After CONNECT only a publish grows large, so count it as one.
+		h.refuse(cl, p, actionPublish, reasonTooLarge)
+	}
+	if e != nil && e.cl == cl {
+		h.peers.CompareAndDelete(cl.ID, e)
+	}
+}
+
+// lookup returns the identity cl logged in with, or nil.
+func (h *authHook) lookup(cl *mqtt.Client) *peerEntry {
+	v, ok := h.peers.Load(cl.ID)
+	if !ok {
+		return nil
+	}
+	return v.(*peerEntry)
+}
+
+// refuse counts a refusal and logs it, at most once per client per
+// logWindow.
+func (h *authHook) refuse(cl *mqtt.Client, p *peer, action, reason string, attrs ...any) {
+	h.metrics.deny(action, reason)
+	ok, suppressed := h.lim.allow(cl.ID)
+	if !ok {
+		return
+	}
+
+	args := []any{"action", action, "reason", reason, "client", clip(cl.ID)}
+	if cl.Net.Remote != "" {
+		args = append(args, "remote", cl.Net.Remote)
+	}
+	if p != nil && !p.controller {
+		args = append(args, "station", p.station, "device", p.device)
+	}
+	args = append(args, attrs...)
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	h.log.Warn("mqtt request refused", args...)
+}
+
+// connectTooLarge counts a connection whose CONNECT packet was over the
+// limit; mochi drops it before any hook sees it.
+func (h *authHook) connectTooLarge(remote net.Addr) {
+	h.metrics.deny(actionConnect, reasonTooLarge)
+	host := remote.String()
+	if ip, _, err := net.SplitHostPort(host); err == nil {
+		host = ip
+	}
+	ok, suppressed := h.lim.allow("remote " + host)
+	if !ok {
+		return
+	}
+	args := []any{"action", actionConnect, "reason", reasonTooLarge, "remote", remote.String()}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	h.log.Warn("mqtt request refused", args...)
+}
+
+// clip bounds untrusted text put in a log line.
+func clip(s string) string {
+	const max = 80
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}

@@ -1,0 +1,127 @@
+package broker
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+const (
+	// logWindow is the least time between two log lines of one key.
+	logWindow = time.Minute
+
+	// maxLogKeys bounds the keys a limiter remembers; keys are client ids
+	// chosen by whoever connects, so they must not grow without end.
+	maxLogKeys = 4096
+
+	// overflowKey is shared by every key that finds the limiter full.
+	overflowKey = "\x00overflow"
+)
+
+// limiter lets one log line per key through per logWindow and counts the
+// lines it holds back, so a flood of refusals costs one line a minute.
+type limiter struct {
+	now func() time.Time
+
+	mu   sync.Mutex // guards keys
+	keys map[string]*limitEntry
+}
+
+type limitEntry struct {
+	last       time.Time // when a line of this key was last let through
+	suppressed int       // lines held back since
+}
+
+func newLimiter(now func() time.Time) *limiter {
+	return &limiter{now: now, keys: make(map[string]*limitEntry)}
+}
+
+// allow reports whether a line for key may be logged now and, if so, how
+// many lines of key were held back since the last one.
+func (l *limiter) allow(key string) (ok bool, suppressed int) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	e, found := l.keys[key]
+	if !found {
+		if len(l.keys) >= maxLogKeys {
+			l.sweep(now)
+		}
+		if len(l.keys) >= maxLogKeys {
+			key = overflowKey
+			e, found = l.keys[key]
+		}
+	}
+	if !found {
+		l.keys[key] = &limitEntry{last: now}
+		return true, 0
+	}
+
+	if now.Sub(e.last) < logWindow {
+		e.suppressed++
+		return false, 0
+	}
+	suppressed = e.suppressed
+	e.last, e.suppressed = now, 0
+	return true, suppressed
+}
+
+// sweep forgets keys whose window has passed; their held-back count is
+// lost from the log but not from the metrics.
+func (l *limiter) sweep(now time.Time) {
+	for k, e := range l.keys {
+		if now.Sub(e.last) >= logWindow {
+			delete(l.keys, k)
+		}
+	}
+}
+
+// limitHandler passes on records at or above a level, at most one per
+// message text per logWindow. Mochi logs some lines per client or per
+// message (a short keepalive, a full inflight store); this keeps a fleet
+// from flooding the log through it.
+type limitHandler struct {
+	next  slog.Handler
+	level slog.Level
+	lim   *limiter
+}
+
+// mochiLogger is the logger handed to mochi: Warn and above, rate limited.
+func mochiLogger(parent *slog.Logger, now func() time.Time) *slog.Logger {
+	h := &limitHandler{
+		next:  parent.With("part", "mqtt").Handler(),
+		level: slog.LevelWarn,
+		lim:   newLimiter(now),
+	}
+	return slog.New(h)
+}
+
+// Enabled implements slog.Handler.
+func (h *limitHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= h.level && h.next.Enabled(ctx, level)
+}
+
+// Handle implements slog.Handler.
+func (h *limitHandler) Handle(ctx context.Context, r slog.Record) error {
+	ok, suppressed := h.lim.allow(r.Message)
+	if !ok {
+		return nil
+	}
+	if suppressed > 0 {
+		r = r.Clone()
+		r.AddAttrs(slog.Int("suppressed", suppressed))
+	}
+	return h.next.Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (h *limitHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &limitHandler{next: h.next.WithAttrs(attrs), level: h.level, lim: h.lim}
+}
+
+// WithGroup implements slog.Handler.
+func (h *limitHandler) WithGroup(name string) slog.Handler {
+	return &limitHandler{next: h.next.WithGroup(name), level: h.level, lim: h.lim}
+}
