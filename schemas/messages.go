@@ -31,6 +31,20 @@ const (
 	ModeAuto = "auto"
 )
 
+// AC fan speeds, for the ac.set command.
+const (
+	FanAuto = "auto"
+	FanLow  = "low"
+	FanMid  = "mid"
+	FanHigh = "high"
+)
+
+// The setpoint range of an air conditioner, degrees Celsius.
+const (
+	MinSetpointC = 16
+	MaxSetpointC = 32
+)
+
 // ACState is the telemetry of an air conditioner.
 type ACState struct {
 	Power       bool     `json:"power"`
@@ -43,6 +57,26 @@ type ACState struct {
 	Fault       string   `json:"fault,omitempty"` // vendor fault code; empty when healthy
 }
 
+// Door contact states.
+const (
+	DoorOpen   = "open"
+	DoorClosed = "closed"
+)
+
+// Bolt states.
+const (
+	BoltLocked   = "locked"
+	BoltUnlocked = "unlocked"
+	BoltJammed   = "jammed"
+)
+
+// Door terminal modes.
+const (
+	LockNormal   = "normal"   // credentials needed
+	LockOpen     = "open"     // held unlocked
+	LockLockdown = "lockdown" // nobody enters
+)
+
 // LockState is the telemetry of a door terminal.
 type LockState struct {
 	Door       string   `json:"door"` // open, closed
@@ -52,6 +86,19 @@ type LockState struct {
 	Tamper     bool     `json:"tamper,omitempty"`
 	Occupancy  *int     `json:"occupancy,omitempty"` // people inside, when the terminal counts them
 }
+
+// Charger slot states.
+const (
+	SlotEmpty    = "empty"
+	SlotCharging = "charging"
+	SlotFull     = "full"
+	SlotFault    = "fault"
+	SlotOff      = "off"
+)
+
+// MaxSlots is the most bays a charger cabinet reports; slots are numbered
+// from 1 to MaxSlots, each at most once.
+const MaxSlots = 64
 
 // Slot is one bay of a charger cabinet.
 type Slot struct {
@@ -68,6 +115,12 @@ type ChargerState struct {
 	Smoke    bool     `json:"smoke"`
 	Mains    bool     `json:"mains"`
 }
+
+// AED self-test outcomes.
+const (
+	SelfTestPass = "pass"
+	SelfTestFail = "fail"
+)
 
 // AEDState is the telemetry of a defibrillator cabinet.
 type AEDState struct {
@@ -157,13 +210,24 @@ const (
 // CommandNames lists the commands of the contract.
 var CommandNames = []string{CmdACSet, CmdLockUnlock, CmdLockMode, CmdChargerSlot, CmdReboot}
 
+// MaxUnlockS is the longest a door may be unlocked by one command or one
+// access response, seconds.
+const MaxUnlockS = 600
+
+// MaxCommandIDLen is the longest command or access request id.
+const MaxCommandIDLen = 64
+
 // Command is sent by the platform on a device's cmd channel.
 type Command struct {
 	Meta
-	ID        string         `json:"id"`
-	Name      string         `json:"name"`
-	Args      map[string]any `json:"args,omitempty"`
-	ExpiresAt int64          `json:"expires_at"` // Unix milliseconds; a device drops the command after it
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Args are the command's arguments. DecodeCommand stores known ones as
+	// bool, string or float64 and unknown ones as json.RawMessage; read them
+	// with ArgBool, ArgString, ArgFloat and ArgInt.
+	Args map[string]any `json:"args,omitempty"`
+	// ExpiresAt is in Unix milliseconds; a device drops the command after it.
+	ExpiresAt int64 `json:"expires_at"`
 }
 
 // CommandResult is a device's answer to a command.
