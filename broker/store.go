@@ -5,11 +5,12 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 )
 
-// store is mochi's bbolt storage hook, kept to retained messages, sessions
-// and subscriptions. The hook also writes every in-flight QoS 1 and 2
-// message (twice: stored, then deleted on acknowledgement) and the $SYS
-// figures every tick, each in its own fsynced transaction; at a fleet's
-// telemetry rate that would make the disk the broker's limit.
+// store is mochi's bbolt storage hook, kept to retained messages: the
+// devices' presence lives in their retained status, which must survive a
+// restart. The hook would also write every session, subscription, in-flight
+// QoS 1 message and $SYS tick, each in its own fsynced transaction; devices
+// use clean sessions, so that would only make the disk the broker's limit
+// (a county of 345 devices connecting at once took over ten seconds).
 type store struct {
 	*bolt.Hook
 }
@@ -17,9 +18,8 @@ type store struct {
 // Provides implements mqtt.Hook.
 func (s *store) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-		mqtt.StoredInflightMessages, mqtt.OnSysInfoTick, mqtt.StoredSysInfo:
-		return false
+	case mqtt.OnRetainMessage, mqtt.StoredRetainedMessages:
+		return s.Hook.Provides(b)
 	}
-	return s.Hook.Provides(b)
+	return false
 }

@@ -29,7 +29,7 @@ func openTestRegistry(t *testing.T) (*Registry, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	r, err := NewRegistry(db, RegistryOptions{SecretCost: 4})
+	r, err := NewRegistry(db, RegistryOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestRegistrySurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _ := NewRegistry(db, RegistryOptions{SecretCost: 4})
+	r, _ := NewRegistry(db, RegistryOptions{})
 	r.AddStation(station)
 	_, secret, err := r.AddDevice(Device{ID: "d1", Station: "ys-001", Kind: schemas.KindAED})
 	if err != nil {

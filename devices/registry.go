@@ -16,7 +16,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/waystation/waystation/schemas"
 )
@@ -59,7 +58,7 @@ func (s *Station) Validate() error {
 	return nil
 }
 
-// Device is a registered device. Its secret is kept only as a hash.
+// Device is a registered device. Its secret is kept only as an Argon2id hash.
 type Device struct {
 	ID        string       `json:"id"`
 	Station   string       `json:"station"`
@@ -92,28 +91,24 @@ type storedDevice struct {
 
 // RegistryOptions configures a Registry. The zero value works.
 type RegistryOptions struct {
-	// SecretCost is the bcrypt cost of device secrets; default DefaultSecretCost.
-	SecretCost int
-	Now        func() time.Time
+	// SecretMemoryKiB is the Argon2id memory cost of new device secrets;
+	// default DefaultSecretMemoryKiB.
+	SecretMemoryKiB uint32
+	Now             func() time.Time
 }
-
-// DefaultSecretCost is the bcrypt cost for device secrets. Secrets are 192
-// random bits, so the hash guards a leaked file, not a guessable password; a
-// low cost keeps a reconnect storm of thousands of devices cheap.
-const DefaultSecretCost = 6
 
 // Registry holds stations and devices. It is safe for concurrent use; reads
 // are served from memory.
 type Registry struct {
-	db   *bolt.DB
-	cost int
-	now  func() time.Time
+	db     *bolt.DB
+	memKiB uint32
+	now    func() time.Time
 
 	mu       sync.RWMutex // guards the maps below
 	stations map[string]Station
 	devices  map[string]*storedDevice
-	// verified holds sha256 of a secret that has passed bcrypt, per device,
-	// so a reconnecting device costs a hash, not a bcrypt round.
+	// verified holds sha256 of a secret that has passed Argon2id, per
+	// device, so a reconnecting device costs one fast hash.
 	verified map[string][sha256.Size]byte
 }
 
@@ -121,14 +116,14 @@ type Registry struct {
 func NewRegistry(db *bolt.DB, o RegistryOptions) (*Registry, error) {
 	r := &Registry{
 		db:       db,
-		cost:     o.SecretCost,
+		memKiB:   o.SecretMemoryKiB,
 		now:      o.Now,
 		stations: map[string]Station{},
 		devices:  map[string]*storedDevice{},
 		verified: map[string][sha256.Size]byte{},
 	}
-	if r.cost == 0 {
-		r.cost = DefaultSecretCost
+	if r.memKiB == 0 {
+		r.memKiB = DefaultSecretMemoryKiB
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -343,7 +338,11 @@ func (r *Registry) Authenticate(id string, secret []byte) (Device, error) {
 	if cached && subtle.ConstantTimeCompare(known[:], sum[:]) == 1 {
 		return d.Device, nil
 	}
-	if bcrypt.CompareHashAndPassword(d.SecretHash, secret) != nil {
+	ok, err := secretMatches(d.SecretHash, secret)
+	if err != nil {
+		return Device{}, fmt.Errorf("device %s: %w", id, err)
+	}
+	if !ok {
 		return Device{}, fmt.Errorf("device %s: %w", id, ErrBadSecret)
 	}
 
@@ -362,9 +361,9 @@ func (r *Registry) newSecret() (secret string, hash []byte, err error) {
 		return "", nil, fmt.Errorf("make secret: %w", err)
 	}
 	secret = base64.RawURLEncoding.EncodeToString(buf)
-	hash, err = bcrypt.GenerateFromPassword([]byte(secret), r.cost)
+	hash, err = hashSecret([]byte(secret), r.memKiB)
 	if err != nil {
-		return "", nil, fmt.Errorf("hash secret: %w", err)
+		return "", nil, err
 	}
 	return secret, hash, nil
 }

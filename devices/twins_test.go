@@ -33,7 +33,7 @@ func TestPresenceIsPerConnection(t *testing.T) {
 		online bool
 	}{
 		{on("a"), PresenceOnline, true},
-		{on("a"), PresenceSame, true},  // retained status delivered again
+		{on("a"), PresenceSame, true},   // retained status delivered again
 		{on("b"), PresenceOnline, true}, // reconnected on a new connection
 		{off("a"), PresenceStale, true}, // the old connection's late will
 		{off("b"), PresenceOffline, false},

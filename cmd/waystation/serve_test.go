@@ -1,0 +1,399 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/waystation/waystation/controller"
+	"github.com/waystation/waystation/schemas"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// paho's and net/http's idle keep-alive goroutines end on their own
+		// timers after a test returns.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// acTelemetry is a valid AC telemetry payload.
+func acTelemetry(seq int, roomC float64) string {
+	return fmt.Sprintf(`{"power":true,"mode":"cool","setpoint_c":26,"room_c":%s,"outdoor_c":35.2,`+
+		`"humidity_pct":70,"power_w":1180,"fault":"","ts":%d,"seq":%d}`,
+		ftoa(roomC), time.Now().UnixMilli(), seq)
+}
+
+// TestEndToEnd registers a device through the API, publishes as that
+// device with a third-party client and with paho, and reads the twin back
+// through the CLI.
+func TestEndToEnd(t *testing.T) {
+	requireMosquitto(t)
+	ts := startServer(t, nil)
+	secret := ts.register(t, "ys-001", "ys-001-ac", schemas.KindAC)
+
+	// mosquitto_pub: retained online status, then telemetry.
+	status := `{"online":true,"kind":"ac","firmware":"3.2.1","model":"KFR-35GW","conn":"m1"}`
+	mosquittoPub(t, ts.mqtt, "ys-001-ac", secret,
+		schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelStatus), status, "-r")
+	mosquittoPub(t, ts.mqtt, "ys-001-ac", secret,
+		schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry), acTelemetry(1, 29.5))
+
+	var v controller.DeviceView
+	eventually(t, 5*time.Second, "twin shows the mosquitto_pub telemetry", func() bool {
+		v = ts.twinCLI(t, "ys-001-ac")
+		return v.Twin != nil && v.Twin.Seq == 1
+	})
+	var st schemas.ACState
+	if err := json.Unmarshal(v.Twin.State, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !v.Twin.Online || v.Twin.Firmware != "3.2.1" || st.RoomC != 29.5 || st.Mode != "cool" {
+		t.Fatalf("twin after mosquitto_pub: %+v state %+v", v.Twin, st)
+	}
+
+	// paho: the same device, new values.
+	d, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-ac", secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(2, 27.25))
+	eventually(t, 5*time.Second, "twin shows the paho telemetry", func() bool {
+		v = ts.twinCLI(t, "ys-001-ac")
+		return v.Twin.Seq == 2
+	})
+	json.Unmarshal(v.Twin.State, &st)
+	if st.RoomC != 27.25 {
+		t.Fatalf("room %v after paho telemetry", st.RoomC)
+	}
+	if got := ts.metric(t, "waystation_messages_total", "channel", "telemetry", "result", "ok"); got != 2 {
+		t.Fatalf("telemetry ok = %v, want 2", got)
+	}
+}
+
+// TestForeignTopicRefused: a device publishing under another device's topic
+// is refused and counted; its own messages still flow.
+func TestForeignTopicRefused(t *testing.T) {
+	ts := startServer(t, nil)
+	secretA := ts.register(t, "ys-001", "ys-001-ac", schemas.KindAC)
+	ts.register(t, "ys-002", "ys-002-ac", schemas.KindAC)
+
+	a, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-ac", secretA, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := ts.metric(t, "waystation_broker_denied_total", "action", "publish")
+	// QoS 0 so the MQTT 3.1.1 client is not disconnected for the refusal.
+	a.c.Publish(schemas.DeviceTopic("ys-002", "ys-002-ac", schemas.ChannelTelemetry), 0, false,
+		acTelemetry(1, 31)).WaitTimeout(time.Second)
+	eventually(t, 5*time.Second, "the foreign publish is counted", func() bool {
+		return ts.metric(t, "waystation_broker_denied_total", "action", "publish") == denied+1
+	})
+
+	a.publish(t, schemas.ChannelTelemetry, false, acTelemetry(5, 28))
+	eventually(t, 5*time.Second, "own telemetry still processed", func() bool {
+		return ts.twinCLI(t, "ys-001-ac").Twin != nil && ts.twinCLI(t, "ys-001-ac").Twin.Seq == 5
+	})
+	if v := ts.twinCLI(t, "ys-002-ac"); v.Twin != nil {
+		t.Fatalf("the foreign message reached ys-002-ac's twin: %+v", v.Twin)
+	}
+}
+
+// TestInvalidMessagesRefused: each bad payload is refused with a reason and
+// counted, and the next good message is processed.
+func TestInvalidMessagesRefused(t *testing.T) {
+	ts := startServer(t, nil)
+	secret := ts.register(t, "ys-001", "ys-001-ac", schemas.KindAC)
+	d, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-ac", secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name, ch, payload, reason string
+	}{
+		{"malformed JSON", "telemetry", `{"power":true,`, ""},
+		{"wrong type", "telemetry", `{"power":"yes","mode":"cool","setpoint_c":26,"room_c":28}`, "power"},
+		{"impossible value", "telemetry", `{"power":true,"mode":"cool","setpoint_c":26,"room_c":900}`,
+			"room_c"},
+		{"unknown kind", "status", `{"online":true,"kind":"toaster"}`, "kind"},
+		{"kind not as registered", "status", `{"online":true,"kind":"lock"}`, "kind"},
+	}
+	seq := 0
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := ts.metric(t, "waystation_messages_total", "channel", tc.ch, "result", "invalid")
+			d.publish(t, schemas.Channel(tc.ch), false, tc.payload)
+			eventually(t, 5*time.Second, "refusal counted", func() bool {
+				return ts.metric(t, "waystation_messages_total", "channel", tc.ch,
+					"result", "invalid") == before+1
+			})
+			v := ts.twinCLI(t, "ys-001-ac")
+			if v.Twin == nil || !strings.Contains(v.Twin.LastInvalid, tc.reason) {
+				t.Fatalf("twin's reason %q does not name %q", v.Twin.LastInvalid, tc.reason)
+			}
+
+			seq++
+			d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(seq, 28))
+			eventually(t, 5*time.Second, "next good message processed", func() bool {
+				return ts.twinCLI(t, "ys-001-ac").Twin.Seq == uint64(seq)
+			})
+		})
+	}
+
+	// 100 KiB is over the 64 KiB packet limit: the broker drops the
+	// connection and counts it; nothing reaches the twin; the device
+	// reconnects and carries on.
+	t.Run("100 KiB payload", func(t *testing.T) {
+		before := ts.metric(t, "waystation_broker_denied_total", "reason", "too_large")
+		big := `{"power":true,"mode":"cool","setpoint_c":26,"room_c":28,"pad":"` +
+			strings.Repeat("x", 100<<10) + `"}`
+		d.c.Publish(schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry), 1, false, big).
+			WaitTimeout(2 * time.Second)
+		eventually(t, 5*time.Second, "oversize packet counted", func() bool {
+			return ts.metric(t, "waystation_broker_denied_total", "reason", "too_large") == before+1
+		})
+		eventually(t, 5*time.Second, "connection dropped", func() bool { return !d.c.IsConnectionOpen() })
+
+		d2, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-ac", secret, deviceOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq++
+		d2.publish(t, schemas.ChannelTelemetry, false, acTelemetry(seq, 27))
+		eventually(t, 5*time.Second, "good message after reconnect", func() bool {
+			return ts.twinCLI(t, "ys-001-ac").Twin.Seq == uint64(seq)
+		})
+	})
+}
+
+// TestLastWillMarksOffline: a device killed without DISCONNECT shows offline
+// through its retained last will.
+func TestLastWillMarksOffline(t *testing.T) {
+	ts := startServer(t, nil)
+	secret := ts.register(t, "ys-001", "ys-001-lock", schemas.KindLock)
+	will := `{"online":false,"kind":"lock","conn":"c1"}`
+	d, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-lock", secret, deviceOpts{will: will})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.publish(t, schemas.ChannelStatus, true, `{"online":true,"kind":"lock","conn":"c1"}`)
+	eventually(t, 5*time.Second, "online", func() bool {
+		v := ts.twinCLI(t, "ys-001-lock")
+		return v.Twin != nil && v.Twin.Online
+	})
+
+	d.cut()
+	eventually(t, 5*time.Second, "offline through the will", func() bool {
+		return !ts.twinCLI(t, "ys-001-lock").Twin.Online
+	})
+
+	// A new subscriber sees the retained offline status.
+	got := retainedStatus(t, ts, "ys-001", "ys-001-lock")
+	if got.Online || got.Conn != "c1" {
+		t.Fatalf("retained status %+v", got)
+	}
+}
+
+// TestReconnectWhileHalfOpen: the device reconnects with the same client id
+// while its old connection lingers; the old connection's will must not mark
+// it offline.
+func TestReconnectWhileHalfOpen(t *testing.T) {
+	ts := startServer(t, nil)
+	secret := ts.register(t, "ys-001", "ys-001-ac", schemas.KindAC)
+
+	// The will carries no conn, so only the broker can keep it from
+	// overwriting the newer connection's status.
+	will := `{"online":false,"kind":"ac"}`
+	old, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-ac", secret, deviceOpts{will: will})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.publish(t, schemas.ChannelStatus, true, `{"online":true,"kind":"ac","conn":"old"}`)
+
+	// The old connection stays open on the broker's side: nothing is
+	// closed, the device just starts over.
+	fresh, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-ac", secret, deviceOpts{will: will})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh.publish(t, schemas.ChannelStatus, true, `{"online":true,"kind":"ac","conn":"new"}`)
+	fresh.publish(t, schemas.ChannelTelemetry, false, acTelemetry(9, 28))
+
+	eventually(t, 5*time.Second, "online on the new connection", func() bool {
+		v := ts.twinCLI(t, "ys-001-ac")
+		return v.Twin != nil && v.Twin.Conn == "new" && v.Twin.Seq == 9
+	})
+	time.Sleep(300 * time.Millisecond) // let a late will arrive, if one would
+	if v := ts.twinCLI(t, "ys-001-ac"); !v.Twin.Online {
+		t.Fatalf("device ended offline: %+v", v.Twin)
+	}
+	if st := retainedStatus(t, ts, "ys-001", "ys-001-ac"); !st.Online || st.Conn != "new" {
+		t.Fatalf("retained status %+v", st)
+	}
+}
+
+// TestRetainedCommandRefused: a retained publish to a cmd topic never
+// reaches a device, now or on a later subscription.
+func TestRetainedCommandRefused(t *testing.T) {
+	ts := startServer(t, nil)
+	secret := ts.register(t, "ys-001", "ys-001-lock", schemas.KindLock)
+	d, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-lock", secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 4)
+	cmdTopic := schemas.DeviceTopic("ys-001", "ys-001-lock", schemas.ChannelCmd)
+	tok := d.c.Subscribe(cmdTopic, 1, func(_ mqttClient, m mqttMessage) { got <- string(m.Payload()) })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+
+	bus := ts.s.mqtt.Bus()
+	exp := time.Now().Add(time.Minute).UnixMilli()
+	retained := `{"id":"c-retained","name":"lock.unlock","args":{"seconds":5},"expires_at":` + itoa(exp) + `}`
+	plain := `{"id":"c-plain","name":"lock.unlock","args":{"seconds":5},"expires_at":` + itoa(exp) + `}`
+	if err := bus.Publish(cmdTopic, 1, true, []byte(retained)); err != nil {
+		t.Logf("retained publish returned %v", err)
+	}
+	if err := bus.Publish(cmdTopic, 1, false, []byte(plain)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if !strings.Contains(p, "c-plain") {
+			t.Fatalf("device received %s", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the plain command did not arrive")
+	}
+	select {
+	case p := <-got:
+		t.Fatalf("device also received %s", p)
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	// A later subscriber gets no retained command either.
+	d.c.Disconnect(50)
+	d2, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-lock", secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2.c.Subscribe(cmdTopic, 1, func(_ mqttClient, m mqttMessage) { got <- string(m.Payload()) }).
+		WaitTimeout(5 * time.Second)
+	select {
+	case p := <-got:
+		t.Fatalf("a retained command replayed on subscribe: %s", p)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if n := ts.metric(t, "waystation_broker_denied_total", "reason", "retained_cmd"); n < 1 {
+		t.Fatalf("retained cmd not counted (%v)", n)
+	}
+}
+
+// TestDemoCounty: within 15 s of serve --demo the API lists 129 stations and
+// every simulated device is online.
+func TestDemoCounty(t *testing.T) {
+	start := time.Now()
+	ts := startServer(t, func(o *serveOptions) { o.demo = true })
+	var stations []map[string]any
+	var devs []controller.DeviceView
+	eventually(t, 15*time.Second-time.Since(start), "129 stations and every device online", func() bool {
+		if ts.api(t, "GET", "/api/v1/stations", nil, &stations) != 200 || len(stations) != 129 {
+			return false
+		}
+		if ts.api(t, "GET", "/api/v1/devices", nil, &devs) != 200 || len(devs) < 129*2 {
+			return false
+		}
+		for _, d := range devs {
+			if d.Twin == nil || !d.Twin.Online || d.Twin.State == nil {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("129 stations, %d devices online after %v", len(devs), time.Since(start).Round(time.Millisecond))
+}
+
+// TestServeRefusesBadFlags: start-up fails at once with a message saying what
+// to fix.
+func TestServeRefusesBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--mqtt", "nonsense"}, "--mqtt"},
+		{[]string{"serve", "--http", "1.2.3.4"}, "--http"},
+		{[]string{"serve", "--tz", "Mars/Olympus"}, "--tz"},
+		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
+		{[]string{"serve", "--max-packet-bytes", "10"}, "--max-packet-bytes"},
+	} {
+		args := append(tc.args, "--data", t.TempDir())
+		_, err := runCLI(args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %s", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestDataFolderHeld: a second server on the same data folder fails within
+// a second with a message that says why.
+func TestDataFolderHeld(t *testing.T) {
+	ts := startServer(t, nil)
+	start := time.Now()
+	_, err := runCLI("serve", "--data", ts.data, "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--ws", "")
+	if err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("second serve: %v", err)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("took %v to fail", d)
+	}
+}
+
+// retainedStatus subscribes anew to a device's status topic and returns the
+// retained message a new subscriber gets.
+func retainedStatus(t *testing.T, ts *testServer, station, id string) schemas.Status {
+	t.Helper()
+	got := make(chan []byte, 1)
+	bus := ts.s.mqtt.Bus()
+	err := bus.Subscribe(schemas.DeviceTopic(station, id, schemas.ChannelStatus), 1,
+		func(_ string, p []byte, retained bool) {
+			if retained {
+				select {
+				case got <- append([]byte(nil), p...):
+				default:
+				}
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		st, err := schemas.DecodeStatus(p)
+		if err != nil {
+			t.Fatalf("retained status %s: %v", p, err)
+		}
+		return st
+	case <-time.After(3 * time.Second):
+		t.Fatal("no retained status")
+	}
+	return schemas.Status{}
+}
+
+func requireMosquitto(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("mosquitto_pub"); err != nil {
+		// CI installs it (.ci/run); a missing client is a broken setup, not
+		// a reason to pass.
+		t.Fatalf("mosquitto_pub not installed (apt-get install -y mosquitto-clients): %v", err)
+	}
+}
