@@ -91,7 +91,8 @@ func ParseStationsFile(path string) ([]Station, error) {
 	case ".yaml", ".yml":
 		format = FormatYAML
 	default:
-		return nil, fmt.Errorf("%s: %w: unknown extension, want .csv, .yaml or .yml", path, ErrInvalid)
+		return nil, fmt.Errorf("%s: %w: unknown extension, want .csv, .yaml or .yml",
+			path, ErrInvalid)
 	}
 
 	f, err := os.Open(path)
@@ -124,7 +125,8 @@ func ParseStations(r io.Reader, format string) ([]Station, error) {
 		return nil, fmt.Errorf("read stations: %w", err)
 	}
 	if len(buf) > MaxImportBytes {
-		return nil, fileProblem("file is larger than %d MiB; is it a station file?", MaxImportBytes>>20)
+		return nil, fileProblem("file is larger than %d MiB; is it a station file?",
+			MaxImportBytes>>20)
 	}
 	// Spreadsheets often save UTF-8 with a byte order mark.
 	buf = bytes.TrimPrefix(buf, []byte("\uFEFF"))
@@ -135,7 +137,7 @@ func ParseStations(r io.Reader, format string) ([]Station, error) {
 		}
 	}
 	p := &parser{}
-	switch format {
+	switch strings.ToLower(format) {
 	case FormatCSV:
 		p.csv(buf)
 	case FormatYAML:
@@ -147,7 +149,7 @@ func ParseStations(r io.Reader, format string) ([]Station, error) {
 }
 
 // guessFormat tells CSV from YAML by the first line that says something:
-// YAML starts with a list item, a document marker, a flow list or a key;
+// YAML starts with a list item, a document marker, a flow collection or a key;
 // CSV with a header of comma-separated names.
 func guessFormat(buf []byte) (string, error) {
 	sc := bufio.NewScanner(bytes.NewReader(buf))
@@ -159,12 +161,13 @@ func guessFormat(buf []byte) (string, error) {
 		}
 		switch {
 		case line == "-" || line == "---" || strings.HasPrefix(line, "- ") ||
-			strings.HasPrefix(line, "[") || strings.HasPrefix(line, "stations:"):
+			strings.HasPrefix(line, "[") || strings.HasPrefix(line, "{") ||
+			strings.HasPrefix(line, "stations:"):
+			return FormatYAML, nil
+		case strings.Contains(line, ": ") || strings.HasSuffix(line, ":"):
 			return FormatYAML, nil
 		case strings.Contains(line, ","):
 			return FormatCSV, nil
-		case strings.Contains(line, ":"):
-			return FormatYAML, nil
 		}
 		return "", fileProblem("cannot tell the format: want a CSV header row " +
 			"(id,name,lat,lon,hours,...) or a YAML list of stations")
@@ -420,8 +423,8 @@ func (p *parser) stationsKey(m *yaml.Node) *yaml.Node {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
 		if k.Value != "stations" {
-			p.problem(k.Line, "unknown field %q: want a list of stations, or stations: and the list",
-				k.Value)
+			p.problem(k.Line,
+				"unknown field %q: want a list of stations, or stations: and the list", k.Value)
 			continue
 		}
 		list = resolve(v)
@@ -447,7 +450,8 @@ func (p *parser) yamlStation(m *yaml.Node) (s Station, ok bool) {
 		name := k.Value
 		switch {
 		case !slices.Contains(stationColumns, name):
-			p.problem(k.Line, "unknown field %q (want %s)", name, strings.Join(stationColumns, ", "))
+			p.problem(k.Line, "unknown field %q (want %s)", name,
+				strings.Join(stationColumns, ", "))
 			ok = false
 			continue
 		case seen[name]:

@@ -196,8 +196,8 @@ func (c *client) unreachable(err error) error {
 	case errors.Is(err, context.Canceled):
 		return err
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("cannot reach the server at %s: connection refused; is `waystation serve` "+
-			"running there? (set --server or $%s)", c.base, envServer)
+		return fmt.Errorf("cannot reach the server at %s: connection refused; "+
+			"is `waystation serve` running there? (set --server or $%s)", c.base, envServer)
 	case errors.As(err, &ne) && ne.Timeout():
 		return fmt.Errorf("no answer from the server at %s within %v (raise --timeout, or check "+
 			"the server)", c.base, c.timeout)

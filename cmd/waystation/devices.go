@@ -38,8 +38,8 @@ func newDevicesAddCmd() *cobra.Command {
 		Long: "add registers a device at a station and prints the secret it logs in to the\n" +
 			"MQTT broker with (username: the device id). The server keeps only a hash of the\n" +
 			"secret, so it cannot be shown again.",
-		Example: "  waystation devices add --station ys-001 --kind ac --id ys-001-ac1 --model KFR-35GW \\\n" +
-			"    --interval 30s",
+		Example: "  waystation devices add --station ys-001 --kind ac --id ys-001-ac1 \\\n" +
+			"    --model KFR-35GW --interval 30s",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d.Kind = schemas.Kind(kind)
@@ -81,8 +81,8 @@ func newDevicesAddCmd() *cobra.Command {
 }
 
 // secretNote goes with every secret printed: there is no second chance.
-const secretNote = "Keep this secret now: the server stores only its hash and cannot show it again.\n" +
-	"The device logs in to MQTT with its id as username and this secret as password."
+const secretNote = "Keep this secret now: the server stores only its hash and cannot show it " +
+	"again.\nThe device logs in to MQTT with its id as username and this secret as password."
 
 func showNewDevice(cmd *cobra.Command, format outputFormat, raw []byte) error {
 	if format == outputJSON {

@@ -91,7 +91,8 @@ func TestPrinterTimes(t *testing.T) {
 	if got, want := p.when(now), "2025-07-17 12:30:00 +08:00"; got != want {
 		t.Errorf("when: %q, want %q", got, want)
 	}
-	if got, want := p.whenAgo(now.Add(-90*time.Second)), "2025-07-17 12:28:30 +08:00 (1m30s ago)"; got != want {
+	got, want := p.whenAgo(now.Add(-90*time.Second)), "2025-07-17 12:28:30 +08:00 (1m30s ago)"
+	if got != want {
 		t.Errorf("whenAgo: %q, want %q", got, want)
 	}
 	if got, want := p.whenAgo(now.Add(2*time.Second)), "2025-07-17 12:30:02 +08:00 (in 2s)"; got != want {

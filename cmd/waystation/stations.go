@@ -70,9 +70,10 @@ func newStationsImportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Add every station of a CSV or YAML file, all or none",
-		Long: "import reads stations from FILE (.csv with a header row, or .yaml/.yml with a list)\n" +
-			"and adds them all in one go: if any station is wrong, or already exists, none is\n" +
-			"added. The file is checked here first, so problems are reported with their line.\n\n" +
+		Long: "import reads stations from FILE (.csv with a header row, or .yaml/.yml with a\n" +
+			"list) and adds them all in one go: if any station is wrong, or already exists,\n" +
+			"none is added. The file is checked here first, so problems are reported with\n" +
+			"their line.\n\n" +
 			"Columns and keys: id, name, lat, lon, hours (required), address, org.",
 		Example: "  waystation stations import stations.csv\n" +
 			"  waystation stations import --dry-run stations.yaml",

@@ -165,7 +165,8 @@ func TestStationsImportAllOrNone(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("bad file: %v\nwant %s", err, want)
 	}
-	typo := writeFile(t, "typo.yml", strings.Replace(importYAML, "    lon: 116.2658", "    long: 116.2658", 1))
+	typo := writeFile(t, "typo.yml",
+		strings.Replace(importYAML, "    lon: 116.2658", "    long: 116.2658", 1))
 	_, _, err = runClient(f.args("stations", "import", typo)...)
 	want = typo + `:6: unknown field "long" (want id, name, address, lat, lon, org, hours)`
 	if err == nil || err.Error() != want {
