@@ -121,16 +121,13 @@ func valueEnd(b []byte, i int) int {
 }
 
 // unquoteKey returns the text of the quoted key q. Keys are almost always
-// plain ASCII and are then returned in place; a key with escapes is decoded.
+// plain ASCII and are then returned in place.
 func unquoteKey(q []byte) []byte {
-	inner := q[1 : len(q)-1]
-	for _, c := range inner {
-		if c == '\\' {
-			s, _ := unquote(q)
-			return []byte(s)
-		}
+	if !needsDecoding(q[1 : len(q)-1]) {
+		return q[1 : len(q)-1]
 	}
-	return inner
+	s, _ := unquote(q)
+	return []byte(s)
 }
 
 // unquote returns the text of the JSON string q, decoded as encoding/json
@@ -140,16 +137,8 @@ func unquote(q []byte) (string, bool) {
 	if len(q) < 2 || q[0] != '"' {
 		return "", false
 	}
-	inner := q[1 : len(q)-1]
-	plain := true
-	for _, c := range inner {
-		if c == '\\' || c >= utf8.RuneSelf {
-			plain = false
-			break
-		}
-	}
-	if plain || utf8.Valid(inner) && !hasByte(inner, '\\') {
-		return string(inner), true
+	if !needsDecoding(q[1 : len(q)-1]) {
+		return string(q[1 : len(q)-1]), true
 	}
 	var s string
 	if err := json.Unmarshal(q, &s); err != nil {
@@ -158,20 +147,24 @@ func unquote(q []byte) (string, bool) {
 	return s, true
 }
 
+// needsDecoding reports whether the inside of a JSON string differs from its
+// text: it holds an escape or invalid UTF-8.
+func needsDecoding(inner []byte) bool {
+	ascii := true
+	for _, c := range inner {
+		if c == '\\' {
+			return true
+		}
+		ascii = ascii && c < utf8.RuneSelf
+	}
+	return !ascii && !utf8.Valid(inner)
+}
+
 // plainIs reports whether the JSON string q is exactly want without any
 // decoding: the allocation-free path for enumerations, whose values are
 // plain ASCII.
 func plainIs(q []byte, want string) bool {
 	return len(q) == len(want)+2 && string(q[1:len(q)-1]) == want
-}
-
-func hasByte(b []byte, c byte) bool {
-	for _, x := range b {
-		if x == c {
-			return true
-		}
-	}
-	return false
 }
 
 // number is an exact reading of a JSON number literal, enough to compare it
@@ -267,6 +260,7 @@ func readNumber(b []byte) (n number, ok bool) {
 	switch {
 	case p > maxIntDigits:
 		n.huge = true
+		n.frac = nd > p
 	case p <= 0:
 		n.frac = true
 	default:
