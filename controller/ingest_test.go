@@ -1,0 +1,230 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/waystation/waystation/broker"
+	"github.com/waystation/waystation/devices"
+	"github.com/waystation/waystation/schemas"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// rig is a controller ingest on a real broker and a real bbolt file.
+type rig struct {
+	reg   *devices.Registry
+	twins *devices.Twins
+	ops   *Operators
+	bus   *broker.Bus
+	in    *Ingest
+	prom  *prometheus.Registry
+	seen  chan Observation
+}
+
+func newRig(t *testing.T, o IngestOptions) *rig {
+	t.Helper()
+	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	r := &rig{prom: prometheus.NewRegistry(), seen: make(chan Observation, 64)}
+	if r.reg, err = devices.NewRegistry(db, devices.RegistryOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.twins, err = devices.NewTwins(db, devices.TwinsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.ops, err = NewOperators(db, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Options{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	r.bus = b.Bus()
+
+	if _, err := r.reg.AddStation(devices.Station{ID: "ys-001", Name: "A", Lat: 32.6, Lon: 116.3,
+		Hours: "24h"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []devices.Device{
+		{ID: "ys-001-ac", Station: "ys-001", Kind: schemas.KindAC},
+		{ID: "ys-001-lock", Station: "ys-001", Kind: schemas.KindLock},
+	} {
+		if _, _, err := r.reg.AddDevice(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	o.Bus, o.Registry, o.Twins, o.Registerer = r.bus, r.reg, r.twins, r.prom
+	o.Logger = slog.New(slog.DiscardHandler)
+	if r.in, err = NewIngest(o); err != nil {
+		t.Fatal(err)
+	}
+	r.in.Observe(func(ob Observation) { r.seen <- ob })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.in.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case <-r.in.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("ingest not ready")
+	}
+	return r
+}
+
+func (r *rig) publish(t *testing.T, device string, ch schemas.Channel, payload string) {
+	t.Helper()
+	topic := schemas.DeviceTopic("ys-001", device, ch)
+	if err := r.bus.Publish(topic, 1, false, []byte(payload)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *rig) count(ch, result string) float64 {
+	return testutil.ToFloat64(r.in.messages.WithLabelValues(ch, result))
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestIngestCountsEveryOutcome(t *testing.T) {
+	r := newRig(t, IngestOptions{})
+	good := `{"power":false,"mode":"fan","setpoint_c":26,"room_c":27.5}`
+	for _, m := range []struct {
+		device, payload, result string
+	}{
+		{"ys-001-ac", good, ResultOK},
+		{"ys-001-ac", `{"power":false}`, ResultInvalid}, // missing fields
+		{"ys-001-ac", `[1,2]`, ResultInvalid},           // not an object
+		{"ys-001-lock", good, ResultInvalid},            // an AC's state from a lock
+		{"ys-001-ghost", good, ResultUnknownDevice},     // never registered
+		{"ys-001-ac", `{"power":true,"mode":"cool","setpoint_c":26,"room_c":30}`, ResultOK},
+	} {
+		before := r.count("telemetry", m.result)
+		r.publish(t, m.device, schemas.ChannelTelemetry, m.payload)
+		waitFor(t, fmt.Sprintf("%s %s counted %s", m.device, m.payload, m.result), func() bool {
+			return r.count("telemetry", m.result) == before+1
+		})
+	}
+	tw, _ := r.twins.Get("ys-001-ac")
+	if tw.Messages != 2 || tw.Invalid != 2 || tw.LastInvalid == "" {
+		t.Fatalf("twin %+v", tw)
+	}
+	if _, ok := r.twins.Get("ys-001-ghost"); ok {
+		t.Fatal("an unregistered device got a twin")
+	}
+}
+
+func TestIngestAnswersStationMismatch(t *testing.T) {
+	r := newRig(t, IngestOptions{})
+	// ys-001-ac is registered at ys-001; a topic that places it elsewhere is
+	// not its own (an external broker may let it through).
+	topic := schemas.DeviceTopic("ys-009", "ys-001-ac", schemas.ChannelStatus)
+	if err := r.bus.Publish(topic, 1, false, []byte(`{"online":true,"kind":"ac"}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "mismatch counted", func() bool { return r.count("status", ResultUnknownDevice) == 1 })
+}
+
+// TestIngestKeepsOrderPerDevice: a device's messages are handled in the
+// order they arrived, whatever the number of shards.
+func TestIngestKeepsOrderPerDevice(t *testing.T) {
+	r := newRig(t, IngestOptions{Shards: 4})
+	const n = 300
+	var wg sync.WaitGroup
+	for _, dev := range []string{"ys-001-ac", "ys-001-lock"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1; i <= n; i++ {
+				payload := `{"power":true,"mode":"cool","setpoint_c":26,"room_c":28,"seq":` + fmt.Sprint(i) + `}`
+				if dev == "ys-001-lock" {
+					payload = `{"door":"closed","bolt":"locked","mode":"normal","seq":` + fmt.Sprint(i) + `}`
+				}
+				r.publish(t, dev, schemas.ChannelTelemetry, payload)
+			}
+		}()
+	}
+	last := map[string]uint64{}
+	for got := 0; got < 2*n; got++ {
+		select {
+		case ob := <-r.seen:
+			seq := ob.Telem.Seq
+			if seq != last[ob.Device.ID]+1 {
+				t.Fatalf("%s: seq %d after %d", ob.Device.ID, seq, last[ob.Device.ID])
+			}
+			last[ob.Device.ID] = seq
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of %d messages observed", got, 2*n)
+		}
+	}
+	wg.Wait()
+}
+
+// TestIngestDropsWhenFullNeverBlocks: the bus handler returns at once even
+// when the queue is full, and the loss is counted.
+func TestIngestDropsWhenFullNeverBlocks(t *testing.T) {
+	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reg, _ := devices.NewRegistry(db, devices.RegistryOptions{})
+	twins, _ := devices.NewTwins(db, devices.TwinsOptions{})
+	b, _ := broker.New(broker.Options{Registerer: prometheus.NewRegistry()})
+	in, err := NewIngest(IngestOptions{Bus: b.Bus(), Registry: reg, Twins: twins, Shards: 1,
+		QueueDepth: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not running: nothing drains the queue.
+	topic := schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry)
+	done := make(chan struct{})
+	go func() {
+		for range 5 {
+			in.enqueue(topic, []byte(`{}`), false)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("enqueue blocked on a full queue")
+	}
+	if got := testutil.ToFloat64(in.messages.WithLabelValues("telemetry", ResultDropped)); got != 3 {
+		t.Fatalf("dropped %v, want 3", got)
+	}
+	if in.QueueDepth() != 2 {
+		t.Fatalf("depth %d", in.QueueDepth())
+	}
+}
