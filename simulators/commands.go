@@ -51,7 +51,7 @@ func (d *Device) execute(now time.Time, payload []byte) (
 	if decodeErr != nil {
 		id = looseID(payload)
 	}
-	if id == "" {
+	if !validCommandID(id) {
 		d.log.Debug("command without id dropped", "err", decodeErr)
 		return res, false, false, false
 	}
@@ -102,7 +102,7 @@ func (d *Device) remember(res schemas.CommandResult) {
 }
 
 // looseID digs the id out of a payload the decoder refused, so the device
-// can still say why; it returns "" unless the id itself is well formed.
+// can still say why.
 func looseID(payload []byte) string {
 	var v struct {
 		ID any `json:"id"`
@@ -110,19 +110,25 @@ func looseID(payload []byte) string {
 	if json.Unmarshal(payload, &v) != nil {
 		return ""
 	}
-	id, ok := v.ID.(string)
-	if !ok || len(id) == 0 || len(id) > maxCommandIDLen {
-		return ""
+	id, _ := v.ID.(string)
+	return id
+}
+
+// validCommandID reports whether id is one the contract allows, so an
+// answer echoing it is valid too: 1-64 of A-Z a-z 0-9 _ -.
+func validCommandID(id string) bool {
+	if len(id) == 0 || len(id) > maxCommandIDLen {
+		return false
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 			c == '-' || c == '_'
 		if !ok {
-			return ""
+			return false
 		}
 	}
-	return id
+	return true
 }
 
 // maxCommandIDLen is the longest command id the contract allows.

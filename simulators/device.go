@@ -254,7 +254,7 @@ type session struct {
 	cmds    chan []byte   // command payloads, handed over by paho's router
 
 	// Guarded by Device.mu.
-	raw     net.Conn      // the network connection under paho, for cuts
+	raw     *cuttable     // the network connection under paho, for cuts
 	cut     bool          // a power cut, not a network fault, ended it
 	darkFor time.Duration // how long the power stays off
 }
@@ -439,11 +439,45 @@ func (d *Device) dialer(ctx context.Context, s *session) mqtt.OpenConnectionFunc
 		if err != nil {
 			return nil, err
 		}
+		cc := &cuttable{Conn: c}
 		d.mu.Lock()
-		s.raw = c
+		s.raw = cc
 		d.mu.Unlock()
-		return c, nil
+		return cc, nil
 	}
+}
+
+// errCut is what paho reads from a connection the simulation severed.
+var errCut = errors.New("connection severed")
+
+// cuttable is a network connection the simulation can sever. Paho takes
+// "use of closed network connection" for its own clean close and stays
+// quiet, so after a cut the error is replaced by one it reports as a loss.
+type cuttable struct {
+	net.Conn
+	cut atomic.Bool
+}
+
+func (c *cuttable) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && c.cut.Load() {
+		err = errCut
+	}
+	return n, err
+}
+
+func (c *cuttable) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && c.cut.Load() {
+		err = errCut
+	}
+	return n, err
+}
+
+// sever closes the connection as a cable pulled out would.
+func (c *cuttable) sever() {
+	c.cut.Store(true)
+	_ = c.Conn.Close() // closing is the point; its error says nothing more
 }
 
 // serve runs one connected session: it announces the device, then
@@ -687,7 +721,7 @@ func (d *Device) closeRaw(s *session) {
 	c := s.raw
 	d.mu.Unlock()
 	if c != nil {
-		_ = c.Close() // closing is the point; its error says nothing more
+		c.sever()
 	}
 }
 

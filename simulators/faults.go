@@ -142,7 +142,7 @@ func (d *Device) sever(cut bool, dark time.Duration) error {
 	s.cut, s.darkFor = cut, dark
 	c := s.raw
 	d.mu.Unlock()
-	_ = c.Close() // closing is the point; its error says nothing more
+	c.sever()
 	return nil
 }
 
