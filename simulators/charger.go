@@ -199,8 +199,8 @@ func (m *chargerModel) encode(meta schemas.Meta) ([]byte, error) {
 	}{meta, &s})
 }
 
-// command applies charger.slot: slot (1-based) and on (boolean). Switching an overheated slot back on clears its fault
-// once it has cooled below 45 °C.
+// command applies charger.slot: slot (1-based) and on (boolean). Switching
+// an overheated slot back on clears its fault once it has cooled below 45 °C.
 func (m *chargerModel) command(now time.Time, c schemas.Command) ([]schemas.Event, error) {
 	if c.Name != schemas.CmdChargerSlot {
 		return nil, fmt.Errorf("%w: %s is not a charger command", ErrKind, c.Name)

@@ -10,7 +10,9 @@ import (
 	"github.com/waystation/waystation/schemas"
 )
 
-var allKinds = []schemas.Kind{schemas.KindLock, schemas.KindAC, schemas.KindCharger, schemas.KindAED}
+var allKinds = []schemas.Kind{
+	schemas.KindLock, schemas.KindAC, schemas.KindCharger, schemas.KindAED,
+}
 
 // kindFleet returns one device of every kind at station st-1.
 func kindFleet() []DeviceSpec {
@@ -159,7 +161,9 @@ func TestCommandCarriedOutOnceAndAnsweredAgain(t *testing.T) {
 	set := schemas.Command{ID: "set-1", Name: schemas.CmdACSet, ExpiresAt: farFuture(),
 		Args: map[string]any{"power": true, "mode": "cool", "setpoint_c": 24.5}}
 	w.send("st-1", s.Device, set)
-	eventually(t, 5*time.Second, "ac.set result", func() bool { return len(w.results(s.Device, "set-1")) == 1 })
+	eventually(t, 5*time.Second, "ac.set result", func() bool {
+		return len(w.results(s.Device, "set-1")) == 1
+	})
 	if r := w.results(s.Device, "set-1")[0]; !r.OK || r.Error != "" {
 		t.Fatalf("ac.set answered %+v", r)
 	}
@@ -180,7 +184,9 @@ func TestCommandCarriedOutOnceAndAnsweredAgain(t *testing.T) {
 	})
 	second := d.Conn()
 	w.send("st-1", s.Device, reboot)
-	eventually(t, 5*time.Second, "second answer", func() bool { return len(w.results(s.Device, "reboot-1")) == 2 })
+	eventually(t, 5*time.Second, "second answer", func() bool {
+		return len(w.results(s.Device, "reboot-1")) == 2
+	})
 	time.Sleep(300 * time.Millisecond) // six boot times: a second reboot would show
 	for _, r := range w.results(s.Device, "reboot-1") {
 		if !r.OK {
@@ -227,7 +233,8 @@ func TestExpiredCommandIsDroppedWithoutAnswer(t *testing.T) {
 	w.send("st-1", s.Device, schemas.Command{ID: "marker-1", Name: schemas.CmdACSet,
 		ExpiresAt: july.UnixMilli() + 1000, Args: map[string]any{"fan": "high"}})
 	eventually(t, 5*time.Second, "marker result and telemetry", func() bool {
-		return len(w.results(s.Device, "marker-1")) == 1 && len(w.of(s.Device, schemas.ChannelTelemetry)) == 2
+		return len(w.results(s.Device, "marker-1")) == 1 &&
+			len(w.of(s.Device, schemas.ChannelTelemetry)) == 2
 	})
 	if n := len(w.results(s.Device, "late-1")); n != 0 {
 		t.Errorf("expired command answered %d times", n)
@@ -265,7 +272,9 @@ func TestRefusedCommandsAreAnswered(t *testing.T) {
 	tok.Wait()
 
 	for _, id := range []string{"wrong-kind", "jammed", "bad-mode", "not-json-args"} {
-		eventually(t, 5*time.Second, "answer to "+id, func() bool { return len(w.results(s.Device, id)) == 1 })
+		eventually(t, 5*time.Second, "answer to "+id, func() bool {
+			return len(w.results(s.Device, id)) == 1
+		})
 		if r := w.results(s.Device, id)[0]; r.OK || r.Error == "" {
 			t.Errorf("%s answered %+v, want a refusal with a reason", id, r)
 		}
@@ -301,7 +310,9 @@ func TestFaultsShowInEventsAndTelemetry(t *testing.T) {
 		},
 		{
 			"st-1-lock", (*Device).Jam,
-			func(e schemas.Event) bool { return e.Type == schemas.EventFaultRaised && e.Code == codeBoltJammed },
+			func(e schemas.Event) bool {
+				return e.Type == schemas.EventFaultRaised && e.Code == codeBoltJammed
+			},
 			func(tm schemas.Telemetry) bool { return tm.Lock.Bolt == "jammed" },
 		},
 		{
@@ -519,7 +530,8 @@ func TestBadSpecsAreRefused(t *testing.T) {
 		want   error
 	}{
 		{"station id", "", []DeviceSpec{{Station: "St 1", Device: "d1", Kind: schemas.KindAC}}, ErrSpec},
-		{"reserved station", "", []DeviceSpec{{Station: "alerts", Device: "d1", Kind: schemas.KindAC}}, ErrSpec},
+		{"reserved station", "",
+			[]DeviceSpec{{Station: "alerts", Device: "d1", Kind: schemas.KindAC}}, ErrSpec},
 		{"device id", "", []DeviceSpec{{Station: "st-1", Device: "-d", Kind: schemas.KindAC}}, ErrSpec},
 		{"kind", "", []DeviceSpec{{Station: "st-1", Device: "d1", Kind: "fridge"}}, ErrSpec},
 		{"duplicate", "", []DeviceSpec{good, good}, ErrSpec},

@@ -288,7 +288,8 @@ func TestLockThroughADay(t *testing.T) {
 	if len(evs) != 0 {
 		t.Errorf("%d events in lockdown", len(evs))
 	}
-	if _, err := m.command(at, schemas.Command{Name: schemas.CmdLockUnlock}); !errors.Is(err, errLockdown) {
+	unlock := schemas.Command{Name: schemas.CmdLockUnlock}
+	if _, err := m.command(at, unlock); !errors.Is(err, errLockdown) {
 		t.Errorf("unlock in lockdown: %v", err)
 	}
 }
@@ -313,7 +314,8 @@ func TestLockUnlockHoldsForItsSeconds(t *testing.T) {
 	}
 
 	m.jam(start)
-	if _, err := m.command(start, schemas.Command{Name: schemas.CmdLockUnlock}); !errors.Is(err, errJammed) {
+	unlock := schemas.Command{Name: schemas.CmdLockUnlock}
+	if _, err := m.command(start, unlock); !errors.Is(err, errJammed) {
 		t.Errorf("unlock while jammed: %v", err)
 	}
 	if evs := m.clear(start); len(evs) != 1 || m.bolt == boltJammed {
@@ -484,9 +486,12 @@ func TestCommandAnswers(t *testing.T) {
 			{`{"id":"l5","name":"lock.mode","expires_at":%d}`, true, false, false},
 		}},
 		{schemas.KindCharger, []step{
-			{`{"id":"c1","name":"charger.slot","args":{"slot":1,"on":false},"expires_at":%d}`, true, true, false},
-			{`{"id":"c2","name":"charger.slot","args":{"slot":99,"on":true},"expires_at":%d}`, true, false, false},
-			{`{"id":"c3","name":"charger.slot","args":{"slot":1.5,"on":true},"expires_at":%d}`, true, false, false},
+			{`{"id":"c1","name":"charger.slot","args":{"slot":1,"on":false},"expires_at":%d}`,
+				true, true, false},
+			{`{"id":"c2","name":"charger.slot","args":{"slot":99,"on":true},"expires_at":%d}`,
+				true, false, false},
+			{`{"id":"c3","name":"charger.slot","args":{"slot":1.5,"on":true},"expires_at":%d}`,
+				true, false, false},
 			{`{"id":"c4","name":"charger.slot","args":{"slot":1},"expires_at":%d}`, true, false, false},
 		}},
 		{schemas.KindAED, []step{
