@@ -329,8 +329,8 @@ func TestDecodedValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantAC := ACState{Power: true, Mode: ModeCool, SetpointC: 26.5, RoomC: -0.5, PowerW: ptr(1000.0)}
-	if tm.Kind != KindAC || tm.Meta != (Meta{TS: 1700, Seq: 3}) || !reflect.DeepEqual(*tm.AC, wantAC) ||
-		tm.Lock != nil || tm.Charger != nil || tm.AED != nil {
+	if tm.Kind != KindAC || tm.Meta != (Meta{TS: 1700, Seq: 3}) ||
+		!reflect.DeepEqual(*tm.AC, wantAC) || tm.Lock != nil || tm.Charger != nil || tm.AED != nil {
 		t.Errorf("got %+v %+v", tm, *tm.AC)
 	}
 
@@ -361,7 +361,8 @@ func TestDecodedValues(t *testing.T) {
 		t.Errorf("got %+v", c)
 	}
 
-	ev, err := DecodeEvent([]byte(`{"type": "boot", "detail": "caf\u00e9 \ud83d\ude00", "detail": "x\ty"}`))
+	ev, err := DecodeEvent([]byte(`{"type": "boot", "detail": "caf\u00e9 \ud83d\ude00",
+		"detail": "x\ty"}`))
 	if err != nil || ev.Detail != "x\ty" {
 		t.Errorf("got %+v, %v; want the last detail", ev, err)
 	}
