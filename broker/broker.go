@@ -10,6 +10,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 )
@@ -217,13 +218,13 @@ func (b *Broker) Start() (err error) {
 	}
 
 	if b.o.TCPAddr != "" {
-		b.tcp = newTCPListener("tcp", b.o.TCPAddr, b.hook)
+		b.tcp = newTCPListener("tcp", b.o.TCPAddr, b.hook, b.disconnectClients)
 		if err := b.srv.AddListener(b.tcp); err != nil {
 			return fmt.Errorf("listen mqtt %s: %w", b.o.TCPAddr, err)
 		}
 	}
 	if b.o.WSAddr != "" {
-		b.ws = newWSListener("ws", b.o.WSAddr, b.hook)
+		b.ws = newWSListener("ws", b.o.WSAddr, b.hook, b.disconnectClients)
 		if err := b.srv.AddListener(b.ws); err != nil {
 			return fmt.Errorf("listen mqtt websocket %s: %w", b.o.WSAddr, err)
 		}
@@ -261,6 +262,18 @@ func (b *Broker) shutdown() {
 	b.closed.Store(true)
 	_ = b.srv.Close() // always nil
 	b.metrics.unregister()
+}
+
+// disconnectClients sends DISCONNECT to every client of a listener and
+// closes it. It stands in for mochi's closeListenerClients, whose
+// Clients.GetByListener takes the clients' read lock twice and deadlocks
+// when a client leaving at the same moment waits for the write lock.
+func (b *Broker) disconnectClients(listenerID string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == listenerID && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // TCPAddr returns the bound address of the TCP listener ("" if none), with

@@ -39,6 +39,9 @@ type listener struct {
 	proto    string
 	hook     *authHook
 	log      *slog.Logger
+	// disconnect sends DISCONNECT to the listener's clients and closes
+	// them (see Broker.disconnectClients).
+	disconnect func(listenerID string)
 
 	ln      net.Listener
 	http    *http.Server // WebSocket only
@@ -61,12 +64,12 @@ type trackedConn struct {
 	connected atomic.Bool
 }
 
-func newTCPListener(id, addr string, h *authHook) *listener {
-	return newListener(id, addr, "tcp", h)
+func newTCPListener(id, addr string, h *authHook, disconnect func(string)) *listener {
+	return newListener(id, addr, "tcp", h, disconnect)
 }
 
-func newWSListener(id, addr string, h *authHook) *listener {
-	l := newListener(id, addr, "ws", h)
+func newWSListener(id, addr string, h *authHook, disconnect func(string)) *listener {
+	l := newListener(id, addr, "ws", h, disconnect)
 	up := &websocket.Upgrader{
 		ReadBufferSize:  wsBufferBytes,
 		WriteBufferSize: wsBufferBytes,
@@ -82,9 +85,9 @@ func newWSListener(id, addr string, h *authHook) *listener {
 	return l
 }
 
-func newListener(id, addr, proto string, h *authHook) *listener {
+func newListener(id, addr, proto string, h *authHook, disconnect func(string)) *listener {
 	return &listener{
-		id: id, addr: addr, proto: proto, hook: h, log: h.log,
+		id: id, addr: addr, proto: proto, hook: h, log: h.log, disconnect: disconnect,
 		stop:   make(chan struct{}),
 		served: make(chan struct{}),
 		conns:  make(map[*trackedConn]struct{}),
@@ -218,10 +221,11 @@ func (l *listener) serveConn(tc *trackedConn) {
 	}
 }
 
-// Close implements listeners.Listener: it stops accepting, lets mochi send
-// its DISCONNECTs for up to closeGrace, then closes every connection and
-// waits for their goroutines.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+// Close implements listeners.Listener: it stops accepting, sends the
+// clients DISCONNECT for up to closeGrace, then closes every connection and
+// waits for their goroutines. Mochi's own close function is not used: it
+// can deadlock (see Broker.disconnectClients).
+func (l *listener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	first := l.closed.CompareAndSwap(false, true)
 	l.mu.Unlock()
@@ -240,7 +244,7 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	}
 
 	force := time.AfterFunc(closeGrace, l.closeConns)
-	closeClients(l.id)
+	l.disconnect(l.id)
 	force.Stop()
 	l.closeConns()
 	l.wg.Wait()

@@ -24,8 +24,9 @@ const (
 type limiter struct {
 	now func() time.Time
 
-	mu   sync.Mutex // guards keys
-	keys map[string]*limitEntry
+	mu    sync.Mutex // guards keys and swept
+	keys  map[string]*limitEntry
+	swept time.Time // when keys were last swept
 }
 
 type limitEntry struct {
@@ -44,12 +45,14 @@ func (l *limiter) allow(key string) (ok bool, suppressed int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
+	// One slot is kept for overflowKey. A full sweep runs at most once a
+	// window, so a stream of new keys costs no scan per line.
 	e, found := l.keys[key]
-	if !found {
-		if len(l.keys) >= maxLogKeys {
+	if !found && len(l.keys) >= maxLogKeys-1 {
+		if now.Sub(l.swept) >= logWindow {
 			l.sweep(now)
 		}
-		if len(l.keys) >= maxLogKeys {
+		if len(l.keys) >= maxLogKeys-1 {
 			key = overflowKey
 			e, found = l.keys[key]
 		}
@@ -71,6 +74,7 @@ func (l *limiter) allow(key string) (ok bool, suppressed int) {
 // sweep forgets keys whose window has passed; their held-back count is
 // lost from the log but not from the metrics.
 func (l *limiter) sweep(now time.Time) {
+	l.swept = now
 	for k, e := range l.keys {
 		if now.Sub(e.last) >= logWindow {
 			delete(l.keys, k)
