@@ -380,13 +380,16 @@ func (d *Device) connect(ctx context.Context) (*session, error) {
 	s.client = mqtt.NewClient(o)
 
 	// Connect may sit waiting for a CONNACK; cutting the network connection
-	// is what ends the wait when ctx ends.
+	// is what ends the wait when ctx ends. The dial may finish just after a
+	// cut, so cut until paho gives up.
 	tok := s.client.Connect()
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
 		d.closeRaw(s)
-		<-tok.Done()
+		for !tok.WaitTimeout(50 * time.Millisecond) {
+			d.closeRaw(s)
+		}
 	}
 	if err := tok.Error(); err != nil {
 		return nil, err
