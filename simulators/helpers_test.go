@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -96,6 +97,8 @@ type watcher struct {
 	liveOnly bool // drop retained copies
 	mu       sync.Mutex
 	msgs     []msg
+	kinds    map[string]schemas.Kind // from each device's status
+	invalid  []string                // device messages the decoders refused
 }
 
 var watcherN sync.Mutex
@@ -122,20 +125,30 @@ func watch(t *testing.T, b *broker) *watcher {
 	id := fmt.Sprintf("watcher-%d", watcherSeq)
 	watcherN.Unlock()
 
-	w := &watcher{t: t}
+	w := &watcher{t: t, kinds: map[string]schemas.Kind{}}
 	o := paho.NewClientOptions().AddBroker(b.url).SetClientID(id).SetUsername("watcher").
 		SetCleanSession(true).SetAutoReconnect(false)
 	w.client = paho.NewClient(o)
 	if tok := w.client.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("watcher connect: %v", tok.Error())
 	}
-	t.Cleanup(func() { w.client.Disconnect(100) })
+	t.Cleanup(func() {
+		w.client.Disconnect(100)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, bad := range w.invalid {
+			t.Errorf("invalid device message: %s", bad)
+		}
+	})
 	tok := w.client.Subscribe(schemas.Prefix+"#", 1, func(_ paho.Client, m paho.Message) {
 		tp, err := schemas.ParseTopic(m.Topic())
 		if err != nil {
 			return // not a device topic
 		}
 		w.mu.Lock()
+		if err := w.check(tp, m.Payload()); err != nil {
+			w.invalid = append(w.invalid, fmt.Sprintf("%s: %v: %s", tp, err, m.Payload()))
+		}
 		if !w.liveOnly || !m.Retained() {
 			w.msgs = append(w.msgs, msg{topic: tp, payload: bytes.Clone(m.Payload()),
 				retained: m.Retained()})
@@ -156,6 +169,32 @@ func watch(t *testing.T, b *broker) *watcher {
 		t.Fatalf("watcher sync: %v", tok.Error())
 	}
 	return w
+}
+
+// check decodes every message a device sends with the contract's decoders,
+// so no test can pass on a payload the platform would refuse. w.mu is held.
+func (w *watcher) check(tp schemas.Topic, payload []byte) error {
+	var err error
+	switch tp.Channel {
+	case schemas.ChannelStatus:
+		var st schemas.Status
+		if st, err = schemas.DecodeStatus(payload); err == nil {
+			w.kinds[tp.Device] = st.Kind
+		}
+	case schemas.ChannelTelemetry:
+		k, ok := w.kinds[tp.Device]
+		if !ok {
+			return errors.New("telemetry before any status")
+		}
+		_, err = schemas.DecodeTelemetry(k, payload)
+	case schemas.ChannelEvent:
+		_, err = schemas.DecodeEvent(payload)
+	case schemas.ChannelCmdResult:
+		_, err = schemas.DecodeCommandResult(payload)
+	case schemas.ChannelAccessReq:
+		_, err = schemas.DecodeAccessRequest(payload)
+	}
+	return err
 }
 
 // of returns the messages seen on a channel of a device ("" for any).
