@@ -244,8 +244,9 @@ func (b *Broker) Start() (err error) {
 }
 
 // Close stops the listeners, disconnects every client and closes the
-// store. No goroutine of the broker is left when it returns. Closing twice
-// is harmless.
+// store. The clients' wills are not published: the devices did not fail,
+// and their retained statuses stay as they were. No goroutine of the
+// broker is left when it returns. Closing twice is harmless.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -260,6 +261,7 @@ func (b *Broker) Close() error {
 // shutdown closes mochi (listeners, clients, hooks) once; b.mu is held.
 func (b *Broker) shutdown() {
 	b.closed.Store(true)
+	b.hook.stopping.Store(true)
 	_ = b.srv.Close() // always nil
 	b.metrics.unregister()
 }

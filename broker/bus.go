@@ -41,7 +41,7 @@ func (b *Bus) Subscribe(filter string, qos byte, h func(topic string, payload []
 		return fmt.Errorf("subscribe %q: nil handler", clip(filter))
 	}
 	if qos > 2 {
-		return fmt.Errorf("subscribe %q: qos %d: %w", clip(filter), qos, ErrInvalidTopic)
+		return fmt.Errorf("subscribe %q: qos %d above 2", clip(filter), qos)
 	}
 	if !mqtt.IsValidFilter(filter, false) || mqtt.IsSharedFilter(filter) {
 		return fmt.Errorf("subscribe %q: %w", clip(filter), ErrInvalidTopic)
@@ -77,11 +77,14 @@ func (b *Bus) Subscribe(filter string, qos byte, h func(topic string, payload []
 // a retained message on a cmd topic, with ErrInvalidTopic for a topic that
 // is empty, has wildcards or starts with $, and with ErrClosed after the
 // Bus or the Broker closed. Subscribers on the bus are called before it
-// returns.
+// returns; a device gets the message at the QoS it subscribed with, up to
+// qos.
 func (b *Bus) Publish(topic string, qos byte, retained bool, payload []byte) error {
-	if qos > 2 || topic == "" || strings.HasPrefix(topic, "$") ||
-		!mqtt.IsValidFilter(topic, true) {
-		return fmt.Errorf("publish %q qos %d: %w", clip(topic), qos, ErrInvalidTopic)
+	if qos > 2 {
+		return fmt.Errorf("publish %q: qos %d above 2", clip(topic), qos)
+	}
+	if topic == "" || strings.HasPrefix(topic, "$") || !mqtt.IsValidFilter(topic, true) {
+		return fmt.Errorf("publish %q: %w", clip(topic), ErrInvalidTopic)
 	}
 	b.mu.Lock()
 	closed := b.closed

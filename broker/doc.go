@@ -21,7 +21,11 @@
 //     event would replay on every reconnect or restart.
 //   - When a device reconnects while its old connection still lingers, the
 //     old connection's will is dropped instead of published: it would say
-//     "offline" after the new connection said "online".
+//     "offline" after the new connection said "online". Wills are dropped
+//     too when the broker shuts down: the devices did not fail.
+//   - Nothing is queued for a disconnected device, even with a persistent
+//     session: the ACL knows only connected clients, and a command the
+//     device missed is the controller's to retry or let expire.
 //   - Retained messages never expire by age, and the store keeps retained
 //     messages and sessions but not in-flight QoS messages, so a QoS 1
 //     message costs no disk write; commands are retried by the controller.

@@ -28,6 +28,9 @@ type authHook struct {
 	log     *slog.Logger
 	lim     *limiter
 
+	// stopping is set when the broker begins to shut down.
+	stopping atomic.Bool
+
 	// peers maps a client id to the identity checked at its last
 	// successful login. A new login with the same id replaces the entry;
 	// the old connection's disconnect then leaves it alone.
@@ -64,6 +67,7 @@ func (h *authHook) Provides(b byte) bool {
 		mqtt.OnDisconnect,
 		mqtt.OnSubscribe,
 		mqtt.OnPublish,
+		mqtt.OnWill,
 	}, []byte{b})
 }
 
@@ -231,6 +235,18 @@ func (h *authHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 		h.log.Debug("dropped the will of a replaced connection", "client", clip(cl.ID),
 			"remote", old.Net.Remote)
 	}
+}
+
+// OnWill drops every will once the broker shuts down: the devices did not
+// go away, the broker did, and retained "offline" statuses for the whole
+// fleet would greet the controller after the restart. Mochi publishes
+// whatever will this returns; one with no topic reaches no subscriber and
+// is not retained.
+func (h *authHook) OnWill(_ *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if h.stopping.Load() {
+		return mqtt.Will{}, nil
+	}
+	return will, nil
 }
 
 // OnDisconnect counts a connection dropped for an oversize packet and

@@ -81,6 +81,7 @@ func newWSListener(id, addr string, h *authHook, disconnect func(string)) *liste
 	l.http = &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { l.upgrade(up, w, r) }),
 		ReadHeaderTimeout: connectTimeout,
+		IdleTimeout:       connectTimeout,
 	}
 	return l
 }
@@ -148,7 +149,10 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			// Out of file descriptors and the like: wait and retry, as
 			// net/http does, rather than stop serving for good.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Warn("mqtt accept failed", "err", err, "retry_in", backoff)
+			if ok, suppressed := l.hook.lim.allow("accept " + l.id); ok {
+				l.log.Warn("mqtt accept failed", "err", err, "listener", l.id,
+					"suppressed", suppressed)
+			}
 			select {
 			case <-time.After(backoff):
 				continue
