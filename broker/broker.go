@@ -48,7 +48,13 @@ var (
 
 // Defaults of Options.
 const (
-	DefaultMaxPacketBytes      = 64 << 10
+	// DefaultMaxPacketBytes is the default Options.MaxPacketBytes: device
+	// messages are a few hundred bytes of JSON.
+	DefaultMaxPacketBytes = 64 << 10
+	// DefaultClientWritesPending is the default Options.ClientWritesPending.
+	// Mochi's own 8192 is a 64 KiB channel per client; a device receives a
+	// command now and then, and the controller's high-volume side is
+	// the in-process Bus, which has no queue.
 	DefaultClientWritesPending = 128
 )
 
@@ -113,11 +119,11 @@ type Broker struct {
 	bus     *mqtt.Client // the in-process publisher behind every Bus
 	subID   atomic.Int64 // the last identifier given to a Bus subscription
 
-	mu      sync.Mutex // guards the fields below
+	mu      sync.Mutex // guards tcp, ws and started, and orders Start and Close
 	tcp     *listener
 	ws      *listener
 	started bool
-	closed  atomic.Bool
+	closed  atomic.Bool // set once by Start's failure or Close; read anywhere
 }
 
 // New checks o and builds a broker; nothing listens until Start.

@@ -36,7 +36,8 @@ type busSub struct {
 // block (hand the message to a channel or queue and return). It may call
 // Publish. It must not modify payload. qos is accepted for the interface's
 // sake: in-process delivery loses nothing.
-func (b *Bus) Subscribe(filter string, qos byte, h func(topic string, payload []byte, retained bool)) error {
+func (b *Bus) Subscribe(filter string, qos byte,
+	h func(topic string, payload []byte, retained bool)) error {
 	if h == nil {
 		return fmt.Errorf("subscribe %q: nil handler", clip(filter))
 	}

@@ -24,9 +24,10 @@ func ExampleBus() {
 	status := "waystation/v1/st-1/ac-1/status"
 	_ = bus.Publish(status, 1, true, []byte(`{"online":true}`))
 
-	err = bus.Subscribe("waystation/v1/+/+/status", 1, func(topic string, payload []byte, retained bool) {
+	show := func(topic string, payload []byte, retained bool) {
 		fmt.Println(topic, string(payload), retained)
-	})
+	}
+	err = bus.Subscribe("waystation/v1/+/+/status", 1, show)
 	if err != nil {
 		panic(err)
 	}

@@ -183,7 +183,8 @@ func (l *logBuffer) count(parts ...string) int {
 
 // dial connects a paho MQTT 3.1.1 client; the client is disconnected at
 // the end of the test.
-func dial(t *testing.T, url, clientID, user, pass string, mod func(*paho.ClientOptions)) (paho.Client, error) {
+func dial(t *testing.T, url, clientID, user, pass string,
+	mod func(*paho.ClientOptions)) (paho.Client, error) {
 	t.Helper()
 	o := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).
 		SetUsername(user).SetPassword(pass).SetProtocolVersion(4).
@@ -206,7 +207,8 @@ func dial(t *testing.T, url, clientID, user, pass string, mod func(*paho.ClientO
 }
 
 // mustDial is dial that fails the test on error.
-func mustDial(t *testing.T, url, clientID, user, pass string, mod func(*paho.ClientOptions)) paho.Client {
+func mustDial(t *testing.T, url, clientID, user, pass string,
+	mod func(*paho.ClientOptions)) paho.Client {
 	t.Helper()
 	c, err := dial(t, url, clientID, user, pass, mod)
 	if err != nil {
@@ -303,7 +305,8 @@ type rawClient struct {
 }
 
 // rawConnect opens a socket and sends CONNECT; it returns the CONNACK.
-func rawConnect(t *testing.T, addr string, version byte, cp packets.ConnectParams) (*rawClient, packets.Packet) {
+func rawConnect(t *testing.T, addr string, version byte,
+	cp packets.ConnectParams) (*rawClient, packets.Packet) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, waitFor)
 	if err != nil {

@@ -78,8 +78,9 @@ func newWSListener(id, addr string, h *authHook, disconnect func(string)) *liste
 		// browser page adds nothing to that.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
+	upgrade := func(w http.ResponseWriter, r *http.Request) { l.upgrade(up, w, r) }
 	l.http = &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { l.upgrade(up, w, r) }),
+		Handler:           http.HandlerFunc(upgrade),
 		ReadHeaderTimeout: connectTimeout,
 		IdleTimeout:       connectTimeout,
 	}

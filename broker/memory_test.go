@@ -102,8 +102,9 @@ func idleLogin(tb testing.TB, addr, id string) net.Conn {
 // memNow returns the memory statistics after a GC and the resident set
 // size in bytes (0 where /proc is not available).
 func memNow() (runtime.MemStats, int64) {
-	runtime.GC()
-	runtime.GC()
+	for range 6 {
+		runtime.GC()
+	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 
