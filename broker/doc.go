@@ -16,9 +16,9 @@
 //     (3.1.1 has no negative acknowledgement, and closing the connection would
 //     fire the device's will and make it flap); MQTT 5 clients get reason
 //     code 0x87 (not authorized) on a topic they do not own.
-//   - Retained publishes are refused on every topic but a device's status,
-//     and on a cmd topic even from the controller: a retained command or
-//     event would replay on every reconnect or restart.
+//   - A device may publish retained on its status only, and nobody, the
+//     controller included, on a cmd topic: a retained command or event
+//     would replay on every reconnect or restart.
 //   - When a device reconnects while its old connection still lingers, the
 //     old connection's will is dropped instead of published: it would say
 //     "offline" after the new connection said "online". Wills are dropped
