@@ -68,10 +68,55 @@ func (b *Bus) Subscribe(filter string, qos byte,
 			h(pk.TopicName, pk.Payload, false)
 		},
 	})
-	for _, pk := range b.b.srv.Topics.Messages(filter) {
+	for _, pk := range b.b.retained(filter) {
 		h(pk.TopicName, pk.Payload, true)
 	}
 	return nil
+}
+
+// retained returns the retained messages whose topics match filter.
+//
+// Mochi's TopicsIndex.Messages walks the topic tree for a wildcard filter
+// and reads each node's retained path without the node's lock, racing with
+// a device publishing its retained status at that moment
+// (mochi-mqtt/server#200). Its map of retained messages is locked, so a
+// wildcard filter is matched against a copy of that map instead.
+func (b *Broker) retained(filter string) []packets.Packet {
+	if !strings.ContainsAny(filter, "+#") {
+		return b.srv.Topics.Messages(filter) // a locked map lookup
+	}
+	var out []packets.Packet
+	for topic, pk := range b.srv.Topics.Retained.GetAll() {
+		if matchFilter(filter, topic) {
+			out = append(out, pk)
+		}
+	}
+	return out
+}
+
+// matchFilter reports whether topic matches the subscription filter, by the
+// rules of MQTT 3.1.1 section 4.7: "+" is one level, "#" the rest, and a
+// wildcard in the first level does not match a topic starting with "$".
+func matchFilter(filter, topic string) bool {
+	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") ||
+		strings.HasPrefix(filter, "#")) {
+		return false
+	}
+	for {
+		f, frest, fmore := strings.Cut(filter, "/")
+		if f == "#" {
+			return true
+		}
+		t, trest, tmore := strings.Cut(topic, "/")
+		if f != "+" && f != t {
+			return false
+		}
+		if !fmore || !tmore {
+			// "a/#" also matches "a" [MQTT-4.7.1-2].
+			return fmore == tmore || (fmore && frest == "#")
+		}
+		filter, topic = frest, trest
+	}
 }
 
 // Publish publishes payload on topic. It fails with ErrRetainedCommand for
