@@ -22,7 +22,9 @@ type APIOptions struct {
 	Twins     *devices.Twins
 	Operators *Operators
 	Gatherer  prometheus.Gatherer // served at /metrics; none when nil
-	Logger    *slog.Logger
+	// Registerer receives the API's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 	// Ready reports whether the server is ready; /healthz answers 503 until
 	// it is. Nil means always ready.
 	Ready func() error
@@ -33,32 +35,38 @@ const maxBodyBytes = 4 << 20
 
 // API is the HTTP API of the platform.
 type API struct {
-	o   APIOptions
-	log *slog.Logger
-	mux *http.ServeMux
+	o      APIOptions
+	log    *slog.Logger
+	mux    *http.ServeMux
+	denied *prometheus.CounterVec
 }
 
-// NewAPI builds the API handler.
-func NewAPI(o APIOptions) *API {
+// NewAPI builds the API handler and registers its metrics.
+func NewAPI(o APIOptions) (*API, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{o: o, log: o.Logger.With("component", "api"), mux: http.NewServeMux()}
+	var err error
+	if a.denied, err = newDeniedCounter(o.Registerer); err != nil {
+		return nil, err
+	}
 
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	if o.Gatherer != nil {
 		a.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	}
-	a.handle("GET /api/v1/stations", a.listStations)
-	a.handle("POST /api/v1/stations", a.addStations)
-	a.handle("GET /api/v1/stations/{id}", a.getStation)
-	a.handle("GET /api/v1/devices", a.listDevices)
-	a.handle("POST /api/v1/devices", a.addDevice)
-	a.handle("GET /api/v1/devices/{id}", a.getDevice)
+	a.handle("GET /api/v1/stations", PermRead, a.listStations)
+	a.handle("POST /api/v1/stations", PermRegister, a.addStations)
+	a.handle("GET /api/v1/stations/{id}", PermRead, a.getStation)
+	a.handle("GET /api/v1/devices", PermRead, a.listDevices)
+	a.handle("POST /api/v1/devices", PermRegister, a.addDevice)
+	a.handle("GET /api/v1/devices/{id}", PermRead, a.getDevice)
+	a.handleOperators()
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})
-	return a
+	return a, nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -67,13 +75,19 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 // apiFunc is an authenticated handler.
 type apiFunc func(w http.ResponseWriter, r *http.Request, op Operator)
 
-func (a *API) handle(pattern string, f apiFunc) {
+// handle serves pattern to operators whose role allows calls of kind perm;
+// f checks the scope of what the call touches.
+func (a *API) handle(pattern string, perm Permission, f apiFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		op, err := a.o.Operators.Lookup(strings.TrimSpace(token))
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="waystation"`)
 			writeError(w, http.StatusUnauthorized, err.Error())
+			return
+		}
+		if !op.Can(perm) {
+			a.denyRole(w, r, op, perm)
 			return
 		}
 		f(w, r, op)
@@ -103,7 +117,13 @@ type DeviceView struct {
 }
 
 func (a *API) listStations(w http.ResponseWriter, r *http.Request, op Operator) {
-	writeJSON(w, http.StatusOK, a.o.Registry.Stations())
+	out := []devices.Station{}
+	for _, st := range a.o.Registry.Stations() {
+		if op.InScope(st.Org) {
+			out = append(out, st)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // addStations takes one station object, or an array added all or none.
@@ -119,6 +139,11 @@ func (a *API) addStations(w http.ResponseWriter, r *http.Request, op Operator) {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		for _, st := range list {
+			if !a.allowOrg(w, r, op, st.Org, "station "+st.ID) {
+				return
+			}
+		}
 		if err := a.o.Registry.AddStations(list); err != nil {
 			writeRegistryError(w, err)
 			return
@@ -130,6 +155,9 @@ func (a *API) addStations(w http.ResponseWriter, r *http.Request, op Operator) {
 	var st devices.Station
 	if err := strictJSON(body, &st); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !a.allowOrg(w, r, op, st.Org, "station "+st.ID) {
 		return
 	}
 	st, err = a.o.Registry.AddStation(st)
@@ -147,6 +175,9 @@ func (a *API) getStation(w http.ResponseWriter, r *http.Request, op Operator) {
 		writeRegistryError(w, err)
 		return
 	}
+	if !a.allowStation(w, r, op, st) {
+		return
+	}
 	view := StationView{Station: st}
 	for _, d := range a.o.Registry.Devices() {
 		if d.Station == st.ID {
@@ -158,9 +189,15 @@ func (a *API) getStation(w http.ResponseWriter, r *http.Request, op Operator) {
 
 func (a *API) listDevices(w http.ResponseWriter, r *http.Request, op Operator) {
 	station := r.URL.Query().Get("station")
+	if station != "" {
+		if st, err := a.o.Registry.Station(station); err == nil && !a.allowStation(w, r, op, st) {
+			return
+		}
+	}
+	visible := a.visibleStations(op)
 	out := []DeviceView{}
 	for _, d := range a.o.Registry.Devices() {
-		if station == "" || d.Station == station {
+		if _, ok := visible[d.Station]; ok && (station == "" || d.Station == station) {
 			out = append(out, a.deviceView(d))
 		}
 	}
@@ -180,6 +217,9 @@ func (a *API) addDevice(w http.ResponseWriter, r *http.Request, op Operator) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if st, err := a.o.Registry.Station(d.Station); err == nil && !a.allowStation(w, r, op, st) {
+		return
+	}
 	d, secret, err := a.o.Registry.AddDevice(d)
 	if err != nil {
 		writeRegistryError(w, err)
@@ -193,6 +233,9 @@ func (a *API) getDevice(w http.ResponseWriter, r *http.Request, op Operator) {
 	d, err := a.o.Registry.Device(r.PathValue("id"))
 	if err != nil {
 		writeRegistryError(w, err)
+		return
+	}
+	if st, err := a.o.Registry.Station(d.Station); err == nil && !a.allowStation(w, r, op, st) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a.deviceView(d))

@@ -18,11 +18,16 @@ func newAPIServer(t *testing.T, ready func() error) (*rig, *httptest.Server, str
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.ops.Add(token, Operator{Name: "night-desk", Role: RoleAdmin}); err != nil {
+	if err := r.ops.Add(token, Operator{Name: "night-desk", Role: RoleAdmin,
+		Orgs: []string{AllOrgs}}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(NewAPI(APIOptions{Registry: r.reg, Twins: r.twins, Operators: r.ops,
-		Gatherer: r.prom, Ready: ready}))
+	api, err := NewAPI(APIOptions{Registry: r.reg, Twins: r.twins, Operators: r.ops,
+		Gatherer: r.prom, Registerer: r.prom, Ready: ready})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	return r, srv, token
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -28,9 +27,11 @@ var ErrUnauthorized = errors.New("missing or unknown operator token")
 
 // Operator is a person (or program) allowed to use the API.
 type Operator struct {
-	Name    string    `json:"name"`
-	Role    string    `json:"role"`
-	Org     string    `json:"org,omitempty"` // empty: every organisation
+	Name string `json:"name"`
+	Role string `json:"role"`
+	// Orgs is the operator's scope: the organisations whose stations it
+	// sees and manages, or AllOrgs alone for every one.
+	Orgs    []string  `json:"orgs"`
 	Created time.Time `json:"created"`
 }
 
@@ -56,8 +57,8 @@ func NewOperators(db *bolt.DB, now func() time.Time) (*Operators, error) {
 			return err
 		}
 		return b.ForEach(func(k, v []byte) error {
-			var op Operator
-			if err := json.Unmarshal(v, &op); err != nil {
+			op, err := decodeOperator(v)
+			if err != nil {
 				return fmt.Errorf("operator %s: %w", k, err)
 			}
 			ops.byKey[string(k)] = op
@@ -79,27 +80,11 @@ func NewToken() (string, error) {
 	return "wst_" + base64.RawURLEncoding.EncodeToString(buf), nil
 }
 
-// Add stores an operator under token.
+// Add stores an operator under token. It fails with ErrInvalidOperator for
+// a bad name, role or scope and ErrOperatorExists for a name in use.
 func (o *Operators) Add(token string, op Operator) error {
-	if len(token) < 16 {
-		return errors.New("operator token too short")
-	}
-	op.Created = o.now().UTC().Truncate(time.Second)
-	key := tokenKey(token)
-	buf, err := json.Marshal(op)
-	if err != nil {
-		return err
-	}
-	err = o.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketOperators).Put([]byte(key), buf)
-	})
-	if err != nil {
-		return fmt.Errorf("store operator %s: %w", op.Name, err)
-	}
-	o.mu.Lock()
-	o.byKey[key] = op
-	o.mu.Unlock()
-	return nil
+	_, err := o.put(token, op, false)
+	return err
 }
 
 // Lookup returns the operator a token belongs to, or ErrUnauthorized.
@@ -126,7 +111,8 @@ func (o *Operators) EnsureAdminToken(file string) (string, bool, error) {
 		if _, err := o.Lookup(token); err == nil {
 			return token, false, nil
 		}
-		if err := o.Add(token, Operator{Name: "admin", Role: RoleAdmin}); err != nil {
+		// The file names the first admin: it replaces an older token.
+		if _, err := o.put(token, firstAdmin(), true); err != nil {
 			return "", false, err
 		}
 		return token, false, nil
@@ -138,7 +124,7 @@ func (o *Operators) EnsureAdminToken(file string) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	if err := o.Add(token, Operator{Name: "admin", Role: RoleAdmin}); err != nil {
+	if _, err := o.put(token, firstAdmin(), true); err != nil {
 		return "", false, err
 	}
 	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {

@@ -66,7 +66,10 @@ func newAPIFixture(t *testing.T) *apiFixture {
 	}
 
 	f := &apiFixture{token: token, data: data, reg: reg, twins: twins}
-	api := controller.NewAPI(controller.APIOptions{Registry: reg, Twins: twins, Operators: ops})
+	api, err := controller.NewAPI(controller.APIOptions{Registry: reg, Twins: twins, Operators: ops})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.requests.Add(1)
 		api.ServeHTTP(w, r)

@@ -17,5 +17,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newServeCmd())
 	addStationsCmd(root)
 	addDevicesCmd(root)
+	addOperatorsCmd(root)
 	return root
 }

@@ -161,10 +161,13 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.api = controller.NewAPI(controller.APIOptions{
+	s.api, err = controller.NewAPI(controller.APIOptions{
 		Registry: s.devs, Twins: s.twin, Operators: s.ops, Gatherer: s.reg, Logger: log,
-		Ready: s.isReady,
+		Ready: s.isReady, Registerer: s.reg,
 	})
+	if err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
