@@ -31,7 +31,13 @@ type rig struct {
 	seen  chan Observation
 }
 
-func newRig(t *testing.T, o IngestOptions) *rig {
+func newRig(t testing.TB, o IngestOptions) *rig {
+	return newRigObserving(t, o, true)
+}
+
+// newRigObserving is newRig; observe false leaves out the observer that
+// feeds rig.seen (it blocks once seen is full and nobody reads it).
+func newRigObserving(t testing.TB, o IngestOptions, observe bool) *rig {
 	t.Helper()
 	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
 	if err != nil {
@@ -76,7 +82,9 @@ func newRig(t *testing.T, o IngestOptions) *rig {
 	if r.in, err = NewIngest(o); err != nil {
 		t.Fatal(err)
 	}
-	r.in.Observe(func(ob Observation) { r.seen <- ob })
+	if observe {
+		r.in.Observe(func(ob Observation) { r.seen <- ob })
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.in.Run(ctx) }()
