@@ -57,9 +57,17 @@ func DefaultInterval(k schemas.Kind) time.Duration {
 // runs: a local broker, seed 0, the system clock, Yingshang's time zone, no
 // logs.
 type DeviceOptions struct {
-	Broker   string // tcp://, mqtt://, ws://, wss://, ssl:// or tls://; default tcp://127.0.0.1:1883
-	Seed     int64  // with the device id, decides every simulated value
-	Now      func() time.Time
+	Broker string // tcp://, mqtt://, ws://, wss://, ssl:// or tls://; default tcp://127.0.0.1:1883
+	Seed   int64  // with the device id, decides every simulated value
+
+	// Clock is the simulated time the device lives in: its periods,
+	// physics and self-tests run at the clock's speed. Nil means a clock
+	// at wall speed that reads Now.
+	Clock *Clock
+	// Now is the device clock when Clock is nil; default time.Now. Timers
+	// then run at wall speed, so a test may freeze Now.
+	Now func() time.Time
+
 	Location *time.Location // for time-of-day behaviour; default Asia/Shanghai
 	Logger   *slog.Logger
 
@@ -71,13 +79,14 @@ type DeviceOptions struct {
 	// knock on the broker all at once.
 	StartDelay time.Duration
 
-	// BootTime is how long device.reboot keeps the device dark; default 2s.
+	// BootTime is how long device.reboot keeps the device dark, in
+	// simulated time; default 2s.
 	BootTime time.Duration
 }
 
 // Protocol figures. Network timing runs on the system's monotonic clock:
 // the injected clock is the device's idea of the time of day, which a test
-// may freeze.
+// may freeze, and the pace of its periods.
 const (
 	defaultBroker   = "tcp://127.0.0.1:1883"
 	defaultBootTime = 2 * time.Second
@@ -95,6 +104,11 @@ const (
 	maxPending      = 256 // events kept while disconnected
 	rememberedCmds  = 256 // command ids answered, for de-duplication
 	maxErrorLen     = 256
+
+	// minWallPeriod is the shortest wall-clock telemetry period: at a high
+	// speed the period stretches (and the status says so) rather than
+	// flooding the broker.
+	minWallPeriod = 50 * time.Millisecond
 )
 
 // Device is one simulated device. Its fault injection methods are safe to
@@ -102,6 +116,7 @@ const (
 type Device struct {
 	spec   DeviceSpec
 	opts   DeviceOptions
+	clock  *Clock
 	log    *slog.Logger
 	err    error // a bad spec or option, returned by Run
 	timing *rand.Rand
@@ -130,8 +145,9 @@ func NewDevice(spec DeviceSpec, o DeviceOptions) *Device {
 	o = o.withDefaults()
 	spec = spec.withDefaults()
 	d := &Device{
-		spec: spec,
-		opts: o,
+		spec:  spec,
+		opts:  o,
+		clock: o.Clock,
 		log: o.Logger.With("device", spec.Device, "station", spec.Station,
 			"kind", string(spec.Kind)),
 		kick:     make(chan struct{}, 1),
@@ -161,6 +177,10 @@ func (o DeviceOptions) withDefaults() DeviceOptions {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Clock == nil {
+		o.Clock = clockFrom(o.Now)
+	}
+	o.Now = o.Clock.Now
 	if o.Location == nil {
 		o.Location = shanghai()
 	}
@@ -223,6 +243,13 @@ func validBroker(u string) error {
 		return fmt.Errorf("%w: %q has no host", ErrBroker, u)
 	}
 	return nil
+}
+
+// interval is the telemetry period the device keeps, in simulated time: the
+// spec's, stretched where the clock runs so fast that it would be shorter
+// than minWallPeriod on the wall clock.
+func (d *Device) interval() time.Duration {
+	return max(d.spec.Interval, d.clock.Simulated(minWallPeriod))
 }
 
 // ID returns the device id.
@@ -314,7 +341,7 @@ func (d *Device) Run(ctx context.Context) error {
 			d.goOffline(s)
 			d.log.Info("rebooting", "boot_time", d.opts.BootTime)
 			boot, failures = true, 0
-			if !sleep(ctx, d.opts.BootTime) {
+			if !d.clock.Sleep(ctx, d.opts.BootTime) {
 				return nil
 			}
 
@@ -322,7 +349,7 @@ func (d *Device) Run(ctx context.Context) error {
 			if cut, dark := d.wasCut(s); cut {
 				d.log.Info("power cut", "dark_for", dark)
 				boot, failures = true, 0
-				if !sleep(ctx, dark) {
+				if !d.clock.Sleep(ctx, dark) {
 					return nil
 				}
 				continue
@@ -504,7 +531,7 @@ func (d *Device) serve(ctx context.Context, s *session, boot bool) end {
 	}()
 	d.log.Debug("connected", "conn", s.conn)
 
-	tick := time.NewTimer(0) // the first telemetry right away, so the twin fills at once
+	tick := d.clock.NewTimer(0) // the first telemetry right away, so the twin fills at once
 	defer tick.Stop()
 	for {
 		var err error
@@ -515,7 +542,7 @@ func (d *Device) serve(ctx context.Context, s *session, boot bool) end {
 			return endLost
 		case <-tick.C:
 			err = d.report(ctx, s)
-			tick.Reset(d.jittered(d.spec.Interval))
+			tick.Reset(d.jittered(d.interval()))
 		case <-d.kick:
 			err = d.report(ctx, s)
 		case b := <-s.cmds:
@@ -555,7 +582,7 @@ func (d *Device) announce(ctx context.Context, s *session, boot bool) error {
 		Kind:      d.spec.Kind,
 		Firmware:  d.spec.Firmware,
 		Model:     d.spec.Model,
-		IntervalS: max(1, int(d.spec.Interval.Round(time.Second)/time.Second)),
+		IntervalS: max(1, int(d.interval().Round(time.Second)/time.Second)),
 		Conn:      s.conn,
 	})
 	if err != nil {

@@ -29,8 +29,16 @@
 //
 // The physics is first order and plausible rather than exact: one room per
 // AC, no sun or wind, no heat waves beyond a daily random swing of ±2.5 °C.
-// Time of day comes from the injected clock, but periods and timeouts run
-// on the system clock, so a frozen or accelerated clock does not speed up
-// publishing. The sequence number counts every message a device sends and
-// survives reconnects and reboots.
+// The sequence number counts every message a device sends and survives
+// reconnects and reboots.
+//
+// # Time
+//
+// A Clock gives the devices their time of day and paces their telemetry,
+// physics, self-tests, reboots and power cuts: NewClock(start, 60) runs an
+// hour a minute. Network timing (connects, publish timeouts, backoff)
+// stays on the wall clock. At a speed where a telemetry period would be
+// shorter than 50 ms of wall time, the period stretches and the status
+// announces the longer interval. A device given only a Now function (a
+// frozen clock in tests) runs its periods at wall speed.
 package simulators

@@ -13,10 +13,13 @@ import (
 // FleetOptions configure a fleet. Only Devices is needed; the rest default
 // as DeviceOptions do.
 type FleetOptions struct {
-	Broker   string // e.g. tcp://127.0.0.1:1883 or ws://host:port/mqtt
-	Devices  []DeviceSpec
-	Seed     int64            // same seed, same simulated values
-	Now      func() time.Time // clock; default time.Now
+	Broker  string // e.g. tcp://127.0.0.1:1883 or ws://host:port/mqtt
+	Devices []DeviceSpec
+	Seed    int64 // same seed, same simulated values
+	// Clock is the simulated time of every device; nil means a clock at
+	// wall speed reading Now.
+	Clock    *Clock
+	Now      func() time.Time // the devices' clock when Clock is nil; default time.Now
 	Location *time.Location   // for time-of-day behaviour; default Asia/Shanghai
 	Logger   *slog.Logger
 
@@ -64,6 +67,7 @@ func NewFleet(o FleetOptions) (*Fleet, error) {
 			Broker:     o.Broker,
 			Seed:       o.Seed,
 			Now:        o.Now,
+			Clock:      o.Clock,
 			Location:   o.Location,
 			Logger:     o.Logger,
 			StartDelay: time.Duration(rng.Int64N(int64(spread) + 1)),

@@ -22,6 +22,7 @@ func (s *server) runDemo(ctx context.Context) error {
 		Broker:   "tcp://" + loopback(s.mqtt.TCPAddr()),
 		Devices:  specs,
 		Seed:     s.o.demoSeed,
+		Clock:    s.clock,
 		Location: s.loc,
 		Logger:   s.log.With("component", "demo"),
 	})

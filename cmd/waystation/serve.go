@@ -21,6 +21,7 @@ import (
 	"github.com/waystation/waystation/broker"
 	"github.com/waystation/waystation/controller"
 	"github.com/waystation/waystation/devices"
+	"github.com/waystation/waystation/simulators"
 )
 
 // serveOptions are the flags of `waystation serve`.
@@ -35,6 +36,8 @@ type serveOptions struct {
 	maxPacketBytes uint32
 	logLevel       string
 	timeZone       string
+	speed          float64 // simulated seconds per wall second, for the controller and the demo
+	start          string  // simulated start time; "" for now
 }
 
 func newServeCmd() *cobra.Command {
@@ -69,6 +72,10 @@ func newServeCmd() *cobra.Command {
 	f.Uint32Var(&o.maxPacketBytes, "max-packet-bytes", 64<<10, "largest MQTT packet accepted")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.timeZone, "tz", "Asia/Shanghai", "time zone of schedules and reports (IANA name)")
+	f.Float64Var(&o.speed, "speed", 1, "run the controller and the demo this many times faster "+
+		"than the wall clock (60: an hour a minute)")
+	f.StringVar(&o.start, "start", "", `simulated start time, e.g. "2025-07-20 05:00" in --tz `+
+		"(default now)")
 	return cmd
 }
 
@@ -97,6 +104,8 @@ type server struct {
 
 	httpLn net.Listener
 	ready  chan struct{} // closed when everything listens and ingest is subscribed
+
+	clock *simulators.Clock // the time of the controller and the demo devices
 }
 
 // openServer checks the options and opens every part. It fails fast with a
@@ -109,7 +118,14 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("--tz %q: %w", o.timeZone, err)
 	}
-	s := &server{o: o, log: log, loc: loc, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
+	var start time.Time
+	if o.start != "" {
+		if start, err = simulators.ParseTime(o.start, loc); err != nil {
+			return nil, fmt.Errorf("--start: %w", err)
+		}
+	}
+	s := &server{o: o, log: log, loc: loc, reg: prometheus.NewRegistry(), ready: make(chan struct{}),
+		clock: simulators.NewClock(start, o.speed)}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -122,7 +138,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.devs, err = devices.NewRegistry(s.db, devices.RegistryOptions{}); err != nil {
+	if s.devs, err = devices.NewRegistry(s.db, devices.RegistryOptions{Now: s.clock.Now}); err != nil {
 		return nil, err
 	}
 	s.twin, err = devices.NewTwins(s.db, devices.TwinsOptions{Logger: log.With("component", "twins")})
@@ -155,6 +171,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		Bus:        s.mqtt.Bus(),
 		Registry:   s.devs,
 		Twins:      s.twin,
+		Now:        s.clock.Now,
 		Logger:     log,
 		Registerer: s.reg,
 	})
@@ -187,6 +204,12 @@ func (o *serveOptions) check() error {
 	}
 	if o.maxPacketBytes < 1024 {
 		return fmt.Errorf("--max-packet-bytes %d: at least 1024", o.maxPacketBytes)
+	}
+	if o.speed == 0 {
+		o.speed = 1 // options built in code rather than from flags
+	}
+	if o.speed < simulators.MinSpeed || o.speed > simulators.MaxSpeed {
+		return fmt.Errorf("--speed %g: want %g to %g", o.speed, simulators.MinSpeed, simulators.MaxSpeed)
 	}
 	if o.demo && (o.demoStations < 1 || o.demoStations > 999) {
 		return fmt.Errorf("--demo-stations %d: want 1..999", o.demoStations)
