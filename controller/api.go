@@ -24,7 +24,11 @@ type APIOptions struct {
 	Gatherer  prometheus.Gatherer // served at /metrics; none when nil
 	// Registerer receives the API's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	// Credentials and Rules, when set, serve worker credentials and
+	// stations' access rules.
+	Credentials *Credentials
+	Rules       *AccessRules
+	Logger      *slog.Logger
 	// Ready reports whether the server is ready; /healthz answers 503 until
 	// it is. Nil means always ready.
 	Ready func() error
@@ -63,6 +67,7 @@ func NewAPI(o APIOptions) (*API, error) {
 	a.handle("POST /api/v1/devices", PermRegister, a.addDevice)
 	a.handle("GET /api/v1/devices/{id}", PermRead, a.getDevice)
 	a.handleOperators()
+	a.handleAccess()
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})

@@ -14,13 +14,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/waystation/waystation/devices"
-	"github.com/waystation/waystation/schemas"
 )
 
 // scoped is an API with two organisations' stations and an operator of
 // each role scoped to org-a, plus an admin of every organisation.
 type scoped struct {
-	*rig
+	*accessRig
+	ops    *Operators
 	api    *API
 	srv    *httptest.Server
 	tokens map[string]string // by role, all scoped to org-a
@@ -29,33 +29,25 @@ type scoped struct {
 
 func newScoped(t *testing.T, o APIOptions) *scoped {
 	t.Helper()
-	r := newRig(t, IngestOptions{})
-	for _, st := range []devices.Station{
-		{ID: "ys-a", Name: "A", Lat: 32.6, Lon: 116.2, Org: "org-a", Hours: "24h"},
-		{ID: "ys-b", Name: "B", Lat: 32.7, Lon: 116.3, Org: "org-b", Hours: "24h"},
-	} {
-		if _, err := r.reg.AddStation(st); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := r.reg.AddDevice(devices.Device{ID: st.ID + "-ac", Station: st.ID,
-			Kind: schemas.KindAC}); err != nil {
-			t.Fatal(err)
-		}
+	r := newAccessRig(t, rigOptions{})
+	s := &scoped{accessRig: r, tokens: map[string]string{}}
+	var err error
+	if s.ops, err = NewOperators(r.db, nil); err != nil {
+		t.Fatal(err)
 	}
-	s := &scoped{rig: r, tokens: map[string]string{}}
 	for _, role := range Roles {
-		tok, _, err := r.ops.Issue(Operator{Name: role + "-a", Role: role, Orgs: []string{"org-a"}})
+		tok, _, err := s.ops.Issue(Operator{Name: role + "-a", Role: role, Orgs: []string{"org-a"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.tokens[role] = tok
 	}
-	var err error
-	if s.root, _, err = r.ops.Issue(Operator{Name: "root", Role: RoleAdmin,
+	if s.root, _, err = s.ops.Issue(Operator{Name: "root", Role: RoleAdmin,
 		Orgs: []string{AllOrgs}}); err != nil {
 		t.Fatal(err)
 	}
-	o.Registry, o.Twins, o.Operators, o.Gatherer, o.Registerer = r.reg, r.twins, r.ops, r.prom, r.prom
+	o.Registry, o.Twins, o.Operators, o.Gatherer, o.Registerer = r.reg, r.twins, s.ops, r.prom, r.prom
+	o.Credentials, o.Rules = r.creds, r.rules
 	if s.api, err = NewAPI(o); err != nil {
 		t.Fatal(err)
 	}
@@ -158,9 +150,35 @@ func runMatrix(t *testing.T, s *scoped, calls []matrixCall) {
 	}
 }
 
+// accessMatrix covers the calls of credentials and station access rules.
+func accessMatrix(s *scoped) []matrixCall {
+	return []matrixCall{
+		{"list credentials", builders, func(_, _, org string) (string, string, string) {
+			return "GET", "/api/v1/credentials?org=" + org, ""
+		}, 200},
+		{"issue credential", admins, func(_, _, org string) (string, string, string) {
+			return "POST", "/api/v1/credentials", `{"org":"` + org + `","methods":["nfc"]}`
+		}, 201},
+		{"revoke credential", admins, func(_, _, org string) (string, string, string) {
+			_, cr, err := s.creds.Issue(org, "", nil)
+			if err != nil {
+				panic(err)
+			}
+			return "DELETE", "/api/v1/credentials/" + cr.ID, ""
+		}, 200},
+		{"read station access", everyone, func(_, st, _ string) (string, string, string) {
+			return "GET", "/api/v1/stations/" + st + "/access", ""
+		}, 200},
+		{"set station access", builders, func(_, st, _ string) (string, string, string) {
+			return "PUT", "/api/v1/stations/" + st + "/access", `{"open_to_all":true}`
+		}, 200},
+	}
+}
+
 func TestRoleScopeMatrix(t *testing.T) {
 	s := newScoped(t, APIOptions{})
 	runMatrix(t, s, baseMatrix)
+	runMatrix(t, s, accessMatrix(s))
 }
 
 // TestListsFilteredToScope: lists show only what is in scope, for every
@@ -179,17 +197,17 @@ func TestListsFilteredToScope(t *testing.T) {
 		var devs []DeviceView
 		_, body = call(t, s.srv, s.tokens[role], "GET", "/api/v1/devices", "")
 		json.Unmarshal([]byte(body), &devs)
-		if len(devs) != 1 || devs[0].ID != "ys-a-ac" {
+		if len(devs) != 2 || devs[0].Station != "ys-a" || devs[1].Station != "ys-a" {
 			t.Fatalf("%s sees devices %s", role, body)
 		}
 	}
 	var stations []devices.Station
 	_, body := call(t, s.srv, s.root, "GET", "/api/v1/stations", "")
 	json.Unmarshal([]byte(body), &stations)
-	if len(stations) != 3 { // ys-001 of no organisation, ys-a, ys-b
+	if len(stations) != 3 { // ys-a, ys-b, ys-n of no organisation
 		t.Fatalf("root sees %s", body)
 	}
-	if code, _ := call(t, s.srv, s.tokens[RoleAdmin], "GET", "/api/v1/stations/ys-001", ""); code != 403 {
+	if code, _ := call(t, s.srv, s.tokens[RoleAdmin], "GET", "/api/v1/stations/ys-n", ""); code != 403 {
 		t.Fatalf("an org-a admin reads a station of no organisation: %d", code)
 	}
 }

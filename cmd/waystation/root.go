@@ -18,5 +18,6 @@ func newRootCmd() *cobra.Command {
 	addStationsCmd(root)
 	addDevicesCmd(root)
 	addOperatorsCmd(root)
+	addCredentialsCmd(root)
 	return root
 }

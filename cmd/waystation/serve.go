@@ -38,6 +38,7 @@ type serveOptions struct {
 	timeZone       string
 	speed          float64 // simulated seconds per wall second, for the controller and the demo
 	start          string  // simulated start time; "" for now
+	access         accessFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -76,6 +77,7 @@ func newServeCmd() *cobra.Command {
 		"than the wall clock (60: an hour a minute)")
 	f.StringVar(&o.start, "start", "", `simulated start time, e.g. "2025-07-20 05:00" in --tz `+
 		"(default now)")
+	addAccessFlags(f, &o.access)
 	return cmd
 }
 
@@ -106,6 +108,7 @@ type server struct {
 	ready  chan struct{} // closed when everything listens and ingest is subscribed
 
 	clock *simulators.Clock // the time of the controller and the demo devices
+	acc   accessParts       // door access, allow-lists, usage
 }
 
 // openServer checks the options and opens every part. It fails fast with a
@@ -178,10 +181,15 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.api, err = controller.NewAPI(controller.APIOptions{
+	if err := s.openAccess(); err != nil {
+		return nil, err
+	}
+	apiOpts := controller.APIOptions{
 		Registry: s.devs, Twins: s.twin, Operators: s.ops, Gatherer: s.reg, Logger: log,
 		Ready: s.isReady, Registerer: s.reg,
-	})
+	}
+	s.acc.apiOptions(&apiOpts)
+	s.api, err = controller.NewAPI(apiOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +219,9 @@ func (o *serveOptions) check() error {
 	if o.speed < simulators.MinSpeed || o.speed > simulators.MaxSpeed {
 		return fmt.Errorf("--speed %g: want %g to %g", o.speed, simulators.MinSpeed, simulators.MaxSpeed)
 	}
+	if err := o.access.check(); err != nil {
+		return err
+	}
 	if o.demo && (o.demoStations < 1 || o.demoStations > 999) {
 		return fmt.Errorf("--demo-stations %d: want 1..999", o.demoStations)
 	}
@@ -239,6 +250,7 @@ func (s *server) run(ctx context.Context) error {
 	ctrl, ctrlCtx := errgroup.WithContext(ctrlCtx)
 	ctrl.Go(func() error { return s.twin.Run(ctrlCtx) })
 	ctrl.Go(func() error { return s.in.Run(ctrlCtx) })
+	s.runAccess(ctrlCtx, ctrl)
 	ctrl.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)

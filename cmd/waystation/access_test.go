@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/waystation/waystation/controller"
+	"github.com/waystation/waystation/schemas"
+)
+
+// lockTerminal is a paho client logged in as a door terminal, subscribed
+// to its access answers.
+type lockTerminal struct {
+	*device
+	answers chan []byte
+}
+
+func connectTerminal(t *testing.T, ts *testServer, station, id, secret string) *lockTerminal {
+	t.Helper()
+	d, err := connectDevice(t, ts.mqtt, station, id, secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lockTerminal{device: d, answers: make(chan []byte, 16)}
+	tok := d.c.Subscribe(schemas.DeviceTopic(station, id, schemas.ChannelAccessRes), 1,
+		func(_ mqttClient, m mqttMessage) { l.answers <- m.Payload() })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	return l
+}
+
+// ask sends an access request and returns the answer.
+func (l *lockTerminal) ask(t *testing.T, id, method, token string) schemas.AccessResponse {
+	t.Helper()
+	l.publish(t, schemas.ChannelAccessReq, false,
+		`{"id":"`+id+`","method":"`+method+`","token":"`+token+`"}`)
+	select {
+	case p := <-l.answers:
+		res, err := schemas.DecodeAccessResponse(p)
+		if err != nil || res.ID != id {
+			t.Fatalf("answer %s: %v", p, err)
+		}
+		return res
+	case <-time.After(5 * time.Second):
+		t.Fatal("no access answer")
+	}
+	return schemas.AccessResponse{}
+}
+
+// addStation adds a station of org through the API.
+func (ts *testServer) addStation(t *testing.T, id, org, hours string, lat, lon float64) {
+	t.Helper()
+	st := map[string]any{"id": id, "name": "Station " + id, "lat": lat, "lon": lon, "org": org,
+		"hours": hours}
+	if code := ts.api(t, "POST", "/api/v1/stations", st, nil); code != 201 {
+		t.Fatalf("add station %s: %d", id, code)
+	}
+}
+
+// TestAccessEndToEnd: credentials issued and revoked through the CLI,
+// asked for by a door terminal over MQTT.
+func TestAccessEndToEnd(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.addStation(t, "ys-a", "org-a", "24h", 32.63, 116.27)
+	secret := ts.register(t, "ys-a", "ys-a-lock", schemas.KindLock)
+	cli := func(args ...string) (string, string, error) {
+		return runClient(append(args, "--server", ts.url, "--token", ts.token)...)
+	}
+
+	out, errOut, err := cli("credentials", "add", "--org", "org-a", "--worker", "张师傅",
+		"--methods", "face,nfc", "-o", "json")
+	var cr controller.NewCredential
+	if err != nil || json.Unmarshal([]byte(out), &cr) != nil || cr.Token == "" {
+		t.Fatalf("credentials add: %v\n%s\n%s", err, out, errOut)
+	}
+	if !strings.Contains(errOut, "Keep this token") || cr.ID != controller.CredentialID(cr.Token) {
+		t.Fatalf("stderr %q, credential %+v", errOut, cr)
+	}
+
+	lock := connectTerminal(t, ts, "ys-a", "ys-a-lock", secret)
+	if res := lock.ask(t, "r1", "face", cr.Token); !res.Granted || res.UnlockS != 5 {
+		t.Fatalf("answer %+v", res)
+	}
+	if res := lock.ask(t, "r2", "qr", cr.Token); res.Granted || res.Reason != "method_not_allowed" {
+		t.Fatalf("answer %+v", res)
+	}
+
+	out, _, err = cli("credentials", "revoke", cr.Token)
+	if err != nil || !strings.Contains(out, "revoked credential "+cr.ID) {
+		t.Fatalf("revoke: %v\n%s", err, out)
+	}
+	if res := lock.ask(t, "r3", "face", cr.Token); res.Granted || res.Reason != "revoked" {
+		t.Fatalf("answer after revoke %+v", res)
+	}
+
+	out, _, err = cli("credentials", "list", "--org", "org-a")
+	if err != nil || !strings.Contains(out, cr.ID) || !strings.Contains(out, "张师傅") ||
+		strings.Contains(out, cr.Token) {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	for reason, want := range map[string]float64{"granted": 1, "method_not_allowed": 1, "revoked": 1} {
+		if got := ts.metric(t, "waystation_access_decisions_total", "reason", reason); got != want {
+			t.Errorf("%s: %v, want %v", reason, got, want)
+		}
+	}
+
+	_, _, err = cli("credentials", "revoke", "not-a-token")
+	if err == nil || !strings.Contains(err.Error(), "neither a credential token") {
+		t.Fatalf("revoke garbage: %v", err)
+	}
+}
