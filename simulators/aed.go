@@ -13,6 +13,8 @@ const (
 	selfTestPass       = "pass"
 	selfTestFail       = "fail"
 	codeSelfTestFailed = "self_test_failed"
+	codeBatteryLow     = "battery_low"
+	codePadsExpired    = "pads_expired"
 
 	selfTestFromHour     = 2 // daily self-tests run between 02:00 and 04:00 local
 	selfTestWindow       = 2 * time.Hour
@@ -33,7 +35,8 @@ const (
 type aedModel struct {
 	env *env
 
-	failing     bool // self-tests fail until the fault is cleared
+	failing     bool   // self-tests fail until the fault is cleared
+	faultCode   string // what the last self-test found wrong; "" when it passed
 	selfTest    string
 	selfTestAt  time.Time
 	nextTest    time.Time
@@ -86,28 +89,41 @@ func (m *aedModel) step(now time.Time, dt time.Duration) []schemas.Event {
 	return out
 }
 
-// runSelfTest runs the unit's self-test at t.
+// runSelfTest runs the unit's self-test at t. It fails on an internal
+// fault, a battery too low to shock, or pads past their date, and raises
+// (or clears) the fault that says which.
 func (m *aedModel) runSelfTest(t time.Time) []schemas.Event {
-	was := m.selfTest
 	m.selfTestAt = t
 	m.batteryPct = clamp(m.batteryPct-selfTestDrainPct, 0, 100)
+	code := ""
+	switch {
+	case m.failing:
+		code = codeSelfTestFailed
+	case m.batteryPct < aedReadyBatteryPct:
+		code = codeBatteryLow
+	case !t.Before(m.padsExpire):
+		code = codePadsExpired
+	}
 	m.selfTest = selfTestPass
-	if m.failing {
+	if code != "" {
 		m.selfTest = selfTestFail
 	}
 
 	e := event(t, schemas.EventSelfTest)
 	e.Detail = m.selfTest
 	out := []schemas.Event{e}
-	switch {
-	case was == selfTestPass && m.selfTest == selfTestFail:
-		f := event(t, schemas.EventFaultRaised)
-		f.Code = codeSelfTestFailed
-		out = append(out, f)
-	case was == selfTestFail && m.selfTest == selfTestPass:
-		f := event(t, schemas.EventFaultCleared)
-		f.Code = codeSelfTestFailed
-		out = append(out, f)
+	if code != m.faultCode {
+		if m.faultCode != "" {
+			f := event(t, schemas.EventFaultCleared)
+			f.Code = m.faultCode
+			out = append(out, f)
+		}
+		if code != "" {
+			f := event(t, schemas.EventFaultRaised)
+			f.Code = code
+			out = append(out, f)
+		}
+		m.faultCode = code
 	}
 	return out
 }
@@ -165,6 +181,15 @@ func (m *aedModel) failSelfTest(now time.Time) []schemas.Event {
 	return m.runSelfTest(now)
 }
 
+// setBattery sets the battery's charge, as an ageing or a new battery would.
+func (m *aedModel) setBattery(pct float64) { m.batteryPct = clamp(pct, 0, 100) }
+
+// setPadsExpire sets the pads' expiry date.
+func (m *aedModel) setPadsExpire(t time.Time) { m.padsExpire = t }
+
+// clear closes the cabinet and ends an injected self-test failure; the
+// unit tests itself again at once. A flat battery or old pads stay what
+// they are.
 func (m *aedModel) clear(now time.Time) []schemas.Event {
 	out := m.setCabinet(now, false)
 	if m.failing {
@@ -173,3 +198,6 @@ func (m *aedModel) clear(now time.Time) []schemas.Event {
 	}
 	return out
 }
+
+// nextWake is the next self-test: its result goes out at once.
+func (m *aedModel) nextWake() time.Time { return m.nextTest }

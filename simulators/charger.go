@@ -19,6 +19,7 @@ const (
 	slotOff      = "off"
 
 	codeSlotOverheat = "slot_overheat"
+	codeRunaway      = "thermal_runaway"
 
 	minSlots          = 6
 	maxSlots          = 12
@@ -37,6 +38,17 @@ const (
 	arrivalsNightPerH = 0.15 // and by night, when riders still work
 	pickupFullPerH    = 0.5
 	pickupEarlyPerH   = 0.08
+
+	deratingFromC  = 45.0 // the battery's BMS slows charging above this
+	deratingSpanC  = 10.0 // and is down to its floor this much higher
+	deratingFloor  = 0.2
+	coldChargeC    = 10.0 // and below this, halves it
+	noChargeBelowC = 0.0  // and below freezing refuses to charge lithium cells
+	runawayTau     = 5 * time.Minute
+	runawayStartC  = 8.0   // the cell's first self-heating above the cabinet, °C
+	runawayMaxC    = 149.0 // the bay sensor's top of range
+	smokeFromC     = 90.0  // a runaway cell vents smoke about here
+	cabinetFollowW = 0.03  // the cabinet warms toward a burning bay this much per bay-degree
 )
 
 // errSlotHot is answered when an overheated slot is switched on too soon.
@@ -50,6 +62,8 @@ type slot struct {
 	tempC   float64
 	off     bool
 	fault   bool
+	runaway bool   // the cell heats itself, and nothing the cabinet does stops it
+	code    string // the fault code raised when the bay was cut
 }
 
 // state is the slot's state on the wire.
@@ -74,12 +88,15 @@ type chargerModel struct {
 
 	slots    []slot
 	cabinetC float64
+	mains    bool
+	smoke    bool
 }
 
 // newCharger returns a cabinet of 6-12 slots, some empty, the rest part way
 // through a charge or full.
 func newCharger(e *env, now time.Time) *chargerModel {
-	m := &chargerModel{env: e, slots: make([]slot, minSlots+e.rng.IntN(maxSlots-minSlots+1))}
+	m := &chargerModel{env: e, mains: true,
+		slots: make([]slot, minSlots+e.rng.IntN(maxSlots-minSlots+1))}
 	m.cabinetC = e.climate.outdoorC(now) + cabinetGainC
 	for i := range m.slots {
 		s := &m.slots[i]
@@ -113,33 +130,78 @@ func (m *chargerModel) step(now time.Time, dt time.Duration) []schemas.Event {
 			st == slotCharging && m.env.chance(pickupEarlyPerH, dt):
 			s.battery, s.socPct = false, 0
 		}
-		if s.state() == slotCharging {
+		if m.current(s) > 0 {
 			charging++
 		}
 	}
 
+	var out []schemas.Event
 	air := m.env.climate.outdoorC(now)
-	m.cabinetC = clamp(relax(m.cabinetC, air+cabinetGainC+0.3*float64(charging), dt, slotTau)+
-		m.env.noise(0.05), -20, 70)
+	burning := 0.0
+	for i := range m.slots {
+		if s := &m.slots[i]; s.runaway {
+			burning += s.tempC - m.cabinetC
+		}
+	}
+	target := air + cabinetGainC + 0.3*float64(charging) + cabinetFollowW*burning
+	m.cabinetC = clamp(relax(m.cabinetC, target, dt, slotTau)+m.env.noise(0.05), -20, 95)
 	for i := range m.slots {
 		s := &m.slots[i]
-		tau := slotTau
-		if s.fault {
-			tau = cooldownTau
+		if s.runaway {
+			// Self-heating: the hotter the cell, the faster it heats.
+			rise := (s.tempC - m.cabinetC + runawayStartC) * (math.Exp(dt.Seconds()/
+				runawayTau.Seconds()) - 1)
+			s.tempC = math.Min(runawayMaxC, s.tempC+rise)
+		} else {
+			tau := slotTau
+			if s.fault {
+				tau = cooldownTau
+			}
+			s.tempC = relax(s.tempC, m.targetTemp(s), dt, tau) + m.env.noise(0.05)
 		}
-		s.tempC = relax(s.tempC, m.targetTemp(s), dt, tau) + m.env.noise(0.05)
+
+		// The cabinet cuts a bay at about 60 °C, whatever made it hot.
+		if !s.fault && s.tempC >= overheatC-2 {
+			out = append(out, m.cut(now, i)...)
+		}
 	}
-	return nil
+	if !m.smoke && m.hottestC() >= smokeFromC {
+		m.smoke = true
+		out = append(out, event(now, schemas.EventSmoke))
+	}
+	return out
+}
+
+// hottestC is the temperature of the hottest bay.
+func (m *chargerModel) hottestC() float64 {
+	t := math.Inf(-1)
+	for i := range m.slots {
+		t = math.Max(t, m.slots[i].tempC)
+	}
+	return t
+}
+
+// cut switches slot i (0-based) off for heat and reports it.
+func (m *chargerModel) cut(now time.Time, i int) []schemas.Event {
+	s := &m.slots[i]
+	s.fault, s.code = true, codeSlotOverheat
+	if s.runaway {
+		s.code = codeRunaway
+	}
+	e := event(now, schemas.EventFaultRaised)
+	e.Code, e.Slot = s.code, i+1
+	return []schemas.Event{e}
 }
 
 // charge adds the charge a slot takes in dt, in steps of a minute so the
 // curve bends where it should even when dt is long.
 func (m *chargerModel) charge(s *slot, dt time.Duration) {
-	if s.state() != slotCharging {
+	if s.state() != slotCharging || !m.mains {
 		return
 	}
+	derate := m.derating(s)
 	for n := 0; dt > 0 && n < maxChargeSteps; n++ {
-		h := min(dt, chargeStep).Hours()
+		h := min(dt, chargeStep).Hours() * derate
 		dt -= chargeStep
 		if s.socPct < taperFromPct {
 			s.socPct += bulkRatePctPerH * h
@@ -155,15 +217,30 @@ func (m *chargerModel) charge(s *slot, dt time.Duration) {
 	}
 }
 
+// derating is the share of full charging current the battery's BMS allows
+// at its temperature: less when hot, less when cold, none below freezing.
+func (m *chargerModel) derating(s *slot) float64 {
+	switch t := s.tempC; {
+	case t > deratingFromC:
+		return clamp(1-(1-deratingFloor)*(t-deratingFromC)/deratingSpanC, deratingFloor, 1)
+	case t < noChargeBelowC:
+		return 0
+	case t < coldChargeC:
+		return 0.5
+	}
+	return 1
+}
+
 // current is the charging current of a slot as a share of full current.
 func (m *chargerModel) current(s *slot) float64 {
-	if s.state() != slotCharging {
+	if s.state() != slotCharging || !m.mains {
 		return 0
 	}
-	if s.socPct < taperFromPct {
-		return 1
+	share := 1.0
+	if s.socPct >= taperFromPct {
+		share = (100 - s.socPct) / (100 - taperFromPct)
 	}
-	return (100 - s.socPct) / (100 - taperFromPct)
+	return share * m.derating(s)
 }
 
 // targetTemp is where a slot's temperature settles: a little above the
@@ -180,11 +257,15 @@ func (m *chargerModel) encode(meta schemas.Meta) ([]byte, error) {
 	s := schemas.ChargerState{
 		Slots:    make([]schemas.Slot, len(m.slots)),
 		CabinetC: ptr(round1(m.cabinetC)),
-		Mains:    true,
+		Smoke:    m.smoke,
+		Mains:    m.mains,
 	}
 	for i := range m.slots {
 		sl := &m.slots[i]
 		out := schemas.Slot{Slot: i + 1, State: sl.state()}
+		if !m.mains && out.State == slotCharging {
+			out.State = slotOff // no power to the bay
+		}
 		if sl.battery || sl.fault {
 			out.TempC = ptr(round1(sl.tempC))
 		}
@@ -234,7 +315,7 @@ func (m *chargerModel) command(now time.Time, c schemas.Command) ([]schemas.Even
 	}
 	s.fault = false
 	e := event(now, schemas.EventFaultCleared)
-	e.Code, e.Slot = codeSlotOverheat, n
+	e.Code, e.Slot = s.code, n
 	return []schemas.Event{e}, nil
 }
 
@@ -248,26 +329,68 @@ func (m *chargerModel) overheat(now time.Time, n int) ([]schemas.Event, error) {
 	if s.fault {
 		return nil, nil
 	}
-	s.fault = true
 	s.tempC = overheatC + m.env.between(0, 4)
-	e := event(now, schemas.EventFaultRaised)
-	e.Code, e.Slot = codeSlotOverheat, n
-	return []schemas.Event{e}, nil
+	return m.cut(now, n-1), nil
 }
 
-// clear lets every faulty slot cool at once and switches it back on.
+// runaway sets the battery in slot n (1-based) into thermal runaway: it
+// heats itself, the cabinet cuts the bay at about 60 °C, and the cell goes
+// on heating until it smokes. Only clear ends it. An empty bay gets a
+// battery first.
+func (m *chargerModel) runaway(now time.Time, n int) ([]schemas.Event, error) {
+	if n < 1 || n > len(m.slots) {
+		return nil, fmt.Errorf("%w: slot %d of %d", ErrArgs, n, len(m.slots))
+	}
+	s := &m.slots[n-1]
+	if !s.battery {
+		s.battery, s.socPct = true, m.env.between(60, 95)
+	}
+	s.runaway = true
+	return nil, nil
+}
+
+// setMains cuts or restores the cabinet's mains: without it nothing
+// charges, while the controller reports on its backup battery.
+func (m *chargerModel) setMains(now time.Time, on bool) []schemas.Event {
+	if m.mains == on {
+		return nil
+	}
+	m.mains = on
+	if on {
+		return []schemas.Event{event(now, schemas.EventMainsRestored)}
+	}
+	return []schemas.Event{event(now, schemas.EventMainsLost)}
+}
+
+// clear ends every fault: a runaway battery is taken away, overheated bays
+// cool at once and switch back on, the smoke clears, mains returns.
 func (m *chargerModel) clear(now time.Time) []schemas.Event {
-	var out []schemas.Event
+	out := m.setMains(now, true)
 	for i := range m.slots {
 		s := &m.slots[i]
+		if s.runaway {
+			s.runaway, s.battery, s.socPct = false, false, 0
+		}
 		if !s.fault {
 			continue
 		}
 		s.fault = false
 		s.tempC = m.targetTemp(s)
 		e := event(now, schemas.EventFaultCleared)
-		e.Code, e.Slot = codeSlotOverheat, i+1
+		e.Code, e.Slot = s.code, i+1
 		out = append(out, e)
 	}
+	m.smoke = false
+	m.cabinetC = math.Min(m.cabinetC, m.env.climate.outdoorC(now)+cabinetGainC+5)
 	return out
 }
+
+// powerLost and powerBack: a dark cabinet charges nothing and reports
+// nothing; it boots with mains back.
+func (m *chargerModel) powerLost(time.Time) { m.mains = false }
+
+func (m *chargerModel) powerBack(time.Time) { m.mains = true }
+
+// nextWake: a cabinet reports changes at its next telemetry, but a bay in
+// runaway is watched closely.
+func (m *chargerModel) nextWake() time.Time { return time.Time{} }

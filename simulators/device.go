@@ -82,6 +82,21 @@ type DeviceOptions struct {
 	// BootTime is how long device.reboot keeps the device dark, in
 	// simulated time; default 2s.
 	BootTime time.Duration
+
+	// WeatherOffsetC is added to the outdoor temperature everywhere: a
+	// heat wave or a cold snap.
+	WeatherOffsetC float64
+
+	// AccessTimeout is how long a door terminal waits for the platform to
+	// answer an access request, on the wall clock, before it decides from
+	// its own allow-list; default 2s, and never more than 10 s of simulated
+	// time.
+	AccessTimeout time.Duration
+
+	// Trace, when set, hears every message the device sends (sent true)
+	// and every command or access answer it receives. It is called from
+	// the device's goroutines and must not block.
+	Trace func(sent bool, topic string, payload []byte)
 }
 
 // Protocol figures. Network timing runs on the system's monotonic clock:
@@ -109,6 +124,18 @@ const (
 	// speed the period stretches (and the status says so) rather than
 	// flooding the broker.
 	minWallPeriod = 50 * time.Millisecond
+
+	// physicsStep is the grid, in simulated time, the models step on. A
+	// fixed grid makes the random draws of a run depend on the seed and the
+	// start alone, not on when reports happen to fire.
+	physicsStep = 5 * time.Second
+	// maxCatchUp bounds the simulated time stepped on the grid at once; a
+	// longer gap (a clock set forward) is one long step.
+	maxCatchUp = 48 * time.Hour
+
+	defaultAccessTimeout = 2 * time.Second
+	maxAccessWaitSim     = 10 * time.Second // simulated: a visitor waits no longer at the door
+	staleAttempt         = 30 * time.Second // simulated: a visit older than this was decided offline
 )
 
 // Device is one simulated device. Its fault injection methods are safe to
@@ -128,11 +155,12 @@ type Device struct {
 	online  atomic.Bool
 	seq     atomic.Uint64
 	kick    chan struct{} // something to publish now; capacity 1
+	stats   counters
 
 	mu       sync.Mutex // guards what follows
 	env      env
 	model    model
-	last     time.Time // when the model last stepped
+	last     time.Time // the grid time the model last stepped to
 	pending  []schemas.Event
 	answered map[string]schemas.CommandResult
 	order    []string // answered ids, oldest first
@@ -142,6 +170,12 @@ type Device struct {
 // NewDevice returns a device in a plausible state for its kind, the season
 // and the hour. A bad spec or option is reported by Run.
 func NewDevice(spec DeviceSpec, o DeviceOptions) *Device {
+	return newDevice(spec, o, time.Time{})
+}
+
+// newDevice builds a device whose model starts at born (the clock's time
+// when zero), so the devices of a fleet share one start.
+func newDevice(spec DeviceSpec, o DeviceOptions, born time.Time) *Device {
 	o = o.withDefaults()
 	spec = spec.withDefaults()
 	d := &Device{
@@ -158,13 +192,21 @@ func NewDevice(spec DeviceSpec, o DeviceOptions) *Device {
 	// Two streams from one seed: the physics must not depend on how many
 	// connection attempts the network happened to need.
 	id := hashString(spec.Device)
+	cl := newClimate(o.Seed, o.Location, spec.Station)
+	cl.offsetC += o.WeatherOffsetC
 	d.env = env{
 		rng:     rand.New(rand.NewPCG(mix(uint64(o.Seed)), id)),
-		climate: newClimate(o.Seed, o.Location, spec.Station),
+		climate: cl,
+		crowd:   newCrowd(o.Seed, spec.Station, cl),
+
+		sensorSeed: mix(uint64(o.Seed)+3) ^ id,
 	}
 	d.timing = rand.New(rand.NewPCG(mix(uint64(o.Seed)+1), mix(id)))
 	if d.err == nil {
-		d.last = o.Now()
+		if born.IsZero() {
+			born = o.Now()
+		}
+		d.last = born.Truncate(physicsStep)
 		d.model = newModel(spec.Kind, &d.env, d.last)
 	}
 	return d
@@ -189,6 +231,9 @@ func (o DeviceOptions) withDefaults() DeviceOptions {
 	}
 	if o.BootTime <= 0 {
 		o.BootTime = defaultBootTime
+	}
+	if o.AccessTimeout <= 0 {
+		o.AccessTimeout = defaultAccessTimeout
 	}
 	return o
 }
@@ -279,11 +324,16 @@ type session struct {
 	started time.Time
 	lost    chan struct{} // closed when paho reports the connection lost
 	cmds    chan []byte   // command payloads, handed over by paho's router
+	answers chan []byte   // access answers, likewise
+
+	// Owned by the goroutine of Run.
+	waiting map[string]waitingAccess // access requests sent, by id
 
 	// Guarded by Device.mu.
 	raw     *cuttable     // the network connection under paho, for cuts
-	cut     bool          // a power cut, not a network fault, ended it
-	darkFor time.Duration // how long the power stays off
+	cut     bool          // the simulation severed it: the device stays dark a while
+	power   bool          // a power cut, not a dropped link: it boots afterwards
+	darkFor time.Duration // how long it stays dark, simulated
 }
 
 // end is why a session ended.
@@ -319,6 +369,8 @@ func (d *Device) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			d.stats.failures.Add(1)
+			d.stats.failing.Store(true)
 			failures++
 			wait := d.backoff(failures)
 			d.logFailure(failures, "connect failed", err, wait)
@@ -328,6 +380,7 @@ func (d *Device) Run(ctx context.Context) error {
 			continue
 		}
 
+		d.stats.failing.Store(false)
 		why := d.serve(ctx, s, boot)
 		boot = false
 		d.setCurrent(nil)
@@ -346,11 +399,20 @@ func (d *Device) Run(ctx context.Context) error {
 			}
 
 		case endLost:
-			if cut, dark := d.wasCut(s); cut {
-				d.log.Info("power cut", "dark_for", dark)
-				boot, failures = true, 0
+			d.stats.drops.Add(1)
+			if cut, power, dark := d.wasCut(s); cut {
+				if power {
+					d.log.Info("power cut", "dark_for", dark)
+					d.powerDown()
+				} else {
+					d.log.Info("link down", "for", dark)
+				}
+				boot, failures = power, 0
 				if !d.clock.Sleep(ctx, dark) {
 					return nil
+				}
+				if power {
+					d.powerUp()
 				}
 				continue
 			}
@@ -375,7 +437,10 @@ func (d *Device) connect(ctx context.Context) (*session, error) {
 		started: time.Now(),
 		lost:    make(chan struct{}),
 		cmds:    make(chan []byte, cmdQueueLen),
+		answers: make(chan []byte, cmdQueueLen),
+		waiting: map[string]waitingAccess{},
 	}
+	d.stats.attempts.Add(1)
 	will, err := json.Marshal(schemas.Status{
 		Meta: schemas.Meta{TS: d.opts.Now().UnixMilli()},
 		Kind: d.spec.Kind,
@@ -427,18 +492,28 @@ func (d *Device) connect(ctx context.Context) (*session, error) {
 	}
 
 	// The router goroutine must never block on us: a full queue drops the
-	// command, and the platform's retry brings it back.
-	sub := s.client.Subscribe(d.topic(schemas.ChannelCmd), qos, func(_ mqtt.Client, m mqtt.Message) {
+	// message, and the platform's retry (or the terminal's timeout) covers it.
+	filters := map[string]byte{d.topic(schemas.ChannelCmd): qos}
+	if d.spec.Kind == schemas.KindLock {
+		filters[d.topic(schemas.ChannelAccessRes)] = qos
+	}
+	sub := s.client.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
+		d.trace(false, m.Topic(), m.Payload())
+		q := s.cmds
+		if m.Topic() == d.topic(schemas.ChannelAccessRes) {
+			q = s.answers
+		}
 		select {
-		case s.cmds <- m.Payload():
+		case q <- m.Payload():
 		default:
-			d.log.Warn("command queue full, command dropped")
+			d.log.Warn("receive queue full, message dropped", "topic", m.Topic())
 		}
 	})
 	if err := wait(ctx, s, sub); err != nil {
 		s.client.Disconnect(0)
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
+	d.stats.connects.Add(1)
 	return s, nil
 }
 
@@ -533,6 +608,11 @@ func (d *Device) serve(ctx context.Context, s *session, boot bool) end {
 
 	tick := d.clock.NewTimer(0) // the first telemetry right away, so the twin fills at once
 	defer tick.Stop()
+	wake := d.clock.NewTimer(time.Hour) // armed below to the model's next event
+	defer wake.Stop()
+	answerBy := time.NewTimer(time.Hour) // armed below to the first access deadline
+	defer answerBy.Stop()
+	defer d.abandonWaiting(s)
 	for {
 		var err error
 		select {
@@ -543,6 +623,8 @@ func (d *Device) serve(ctx context.Context, s *session, boot bool) end {
 		case <-tick.C:
 			err = d.report(ctx, s)
 			tick.Reset(d.jittered(d.interval()))
+		case <-wake.C:
+			err = d.report(ctx, s)
 		case <-d.kick:
 			err = d.report(ctx, s)
 		case b := <-s.cmds:
@@ -551,10 +633,47 @@ func (d *Device) serve(ctx context.Context, s *session, boot bool) end {
 			if reboot {
 				return endReboot
 			}
+		case b := <-s.answers:
+			err = d.answer(ctx, s, b)
+		case <-answerBy.C:
+			err = d.expireWaiting(ctx, s)
 		}
 		if err != nil {
 			d.log.Debug("publish failed", "err", err)
 		}
+		d.rearm(s, wake, answerBy)
+	}
+}
+
+// rearm sets the wake timer to the model's next event, rounded up to the
+// grid the model steps on, and the answer timer to the first access
+// request's deadline.
+func (d *Device) rearm(s *session, wake *Timer, answerBy *time.Timer) {
+	d.mu.Lock()
+	next := d.model.nextWake()
+	last := d.last
+	d.mu.Unlock()
+	if next.IsZero() {
+		wake.Stop()
+	} else {
+		at := next.Truncate(physicsStep)
+		if at.Before(next) {
+			at = at.Add(physicsStep)
+		}
+		if !at.After(last) {
+			at = last.Add(physicsStep)
+		}
+		wake.Reset(d.clock.Until(at))
+	}
+
+	var first time.Time
+	for _, w := range s.waiting {
+		first = earliest(first, w.deadline)
+	}
+	if first.IsZero() {
+		answerBy.Stop()
+	} else {
+		answerBy.Reset(time.Until(first))
 	}
 }
 
@@ -600,13 +719,14 @@ func (d *Device) announce(ctx context.Context, s *session, boot bool) error {
 	return nil
 }
 
-// report steps the model to now, publishes what happened and then the
-// telemetry.
+// report steps the model to now, asks the platform about visitors at the
+// door, publishes what happened and then the telemetry.
 func (d *Device) report(ctx context.Context, s *session) error {
 	d.mu.Lock()
 	d.advance(d.opts.Now())
 	d.mu.Unlock()
 
+	d.askAccess(ctx, s)
 	if err := d.flush(ctx, s); err != nil {
 		return err
 	}
@@ -620,15 +740,47 @@ func (d *Device) report(ctx context.Context, s *session) error {
 	return d.send(ctx, s, schemas.ChannelTelemetry, false, b)
 }
 
-// advance steps the model to now and queues its events. d.mu is held.
+// advance steps the model along the grid up to now and queues its
+// events; a clock set back leaves the state waiting for it to catch up.
+// d.mu is held.
 func (d *Device) advance(now time.Time) {
-	dt := now.Sub(d.last)
-	if dt < 0 {
-		dt = 0 // a clock set back: the state waits for it to catch up
-	} else {
-		d.last = now
+	if gap := now.Sub(d.last); gap > maxCatchUp {
+		to := now.Truncate(physicsStep)
+		d.queueLocked(d.model.step(to, to.Sub(d.last))...)
+		d.last = to
+		return
 	}
-	d.queueLocked(d.model.step(now, dt)...)
+	for {
+		next := d.last.Add(physicsStep)
+		if next.After(now) {
+			return
+		}
+		d.queueLocked(d.model.step(next, physicsStep)...)
+		d.last = next
+	}
+}
+
+// powerDown and powerUp bracket a power cut: the model is brought up to
+// the moment the power goes, and stepped through the dark period when it
+// returns, with whatever the loss does to it.
+func (d *Device) powerDown() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.opts.Now()
+	d.advance(now)
+	if p, ok := d.model.(powered); ok {
+		p.powerLost(now)
+	}
+}
+
+func (d *Device) powerUp() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.opts.Now()
+	d.advance(now)
+	if p, ok := d.model.(powered); ok {
+		p.powerBack(now)
+	}
 }
 
 // flush publishes the queued events in order; what fails stays queued.
@@ -675,7 +827,20 @@ func (d *Device) goOffline(s *session) {
 // broker has it.
 func (d *Device) send(ctx context.Context, s *session, ch schemas.Channel, retained bool,
 	payload []byte) error {
-	return wait(ctx, s, s.client.Publish(d.topic(ch), qos, retained, payload))
+	topic := d.topic(ch)
+	d.trace(true, topic, payload)
+	err := wait(ctx, s, s.client.Publish(topic, qos, retained, payload))
+	if err == nil {
+		d.stats.sent.Add(1)
+	}
+	return err
+}
+
+// trace tells the Trace option about a message.
+func (d *Device) trace(sent bool, topic string, payload []byte) {
+	if d.opts.Trace != nil {
+		d.opts.Trace(sent, topic, payload)
+	}
 }
 
 // errLost and errTimeout end a wait for paho.
@@ -755,11 +920,12 @@ func (d *Device) closeRaw(s *session) {
 	}
 }
 
-// wasCut reports whether a power cut ended s, and for how long.
-func (d *Device) wasCut(s *session) (bool, time.Duration) {
+// wasCut reports whether the simulation severed s, whether as a power
+// cut, and for how long the device stays dark.
+func (d *Device) wasCut(s *session) (cut, power bool, dark time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return s.cut, s.darkFor
+	return s.cut, s.power, s.darkFor
 }
 
 // backoff is the wait before reconnect attempt n (from 1): exponential,

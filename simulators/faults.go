@@ -90,8 +90,91 @@ func (d *Device) Overheat(slot int) error {
 	})
 }
 
+// Runaway sets the battery in slot (1-based) of a charger cabinet into
+// thermal runaway: it heats itself, the cabinet cuts the bay at about
+// 60 °C (fault thermal_runaway), and the cell goes on heating until it
+// smokes. Only Clear ends it, taking the battery away.
+func (d *Device) Runaway(slot int) error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*chargerModel)
+		if !ok {
+			return nil, d.wrongKind("Runaway")
+		}
+		return m.runaway(now, slot)
+	})
+}
+
+// SetMains cuts (false) or restores (true) a charger cabinet's mains: it
+// keeps reporting on its backup battery, mains false, and charges nothing.
+func (d *Device) SetMains(on bool) error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*chargerModel)
+		if !ok {
+			return nil, d.wrongKind("SetMains")
+		}
+		return m.setMains(now, on), nil
+	})
+}
+
+// ForceDoor forces a door terminal's door open against the bolt.
+func (d *Device) ForceDoor() error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*lockModel)
+		if !ok {
+			return nil, d.wrongKind("ForceDoor")
+		}
+		return m.force(now), nil
+	})
+}
+
+// OpenDoor opens a door terminal's door from inside, as someone leaving
+// does; it closes again after a few seconds.
+func (d *Device) OpenDoor() error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*lockModel)
+		if !ok {
+			return nil, d.wrongKind("OpenDoor")
+		}
+		return m.openFromInside(now), nil
+	})
+}
+
+// SetBattery sets the charge of a door terminal's backup battery or an
+// AED's battery, percent (0-100). An AED below 20 % fails its next
+// self-test.
+func (d *Device) SetBattery(pct float64) error {
+	if pct < 0 || pct > 100 || pct != pct {
+		return fmt.Errorf("%w: battery %v%%", ErrArgs, pct)
+	}
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		switch m := d.model.(type) {
+		case *lockModel:
+			m.setBattery(pct)
+		case *aedModel:
+			m.setBattery(pct)
+		default:
+			return nil, d.wrongKind("SetBattery")
+		}
+		return nil, nil
+	})
+}
+
+// SetPadsExpire sets the expiry date of an AED's pads; pads past their
+// date fail the next self-test.
+func (d *Device) SetPadsExpire(date time.Time) error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(*aedModel)
+		if !ok {
+			return nil, d.wrongKind("SetPadsExpire")
+		}
+		m.setPadsExpire(date)
+		return nil, nil
+	})
+}
+
 // Clear removes every injected fault of the device: the AC fault code, a
-// jammed bolt, an open AED cabinet and failing self-tests, overheated slots.
+// jammed bolt, an open AED cabinet and failing self-tests, overheated
+// slots, a runaway battery (taken away), smoke, a lost mains.
 func (d *Device) Clear() error {
 	return d.inject(func(now time.Time) ([]schemas.Event, error) {
 		return d.model.clear(now), nil
@@ -99,11 +182,20 @@ func (d *Device) Clear() error {
 }
 
 // PowerCut cuts the device's power: its network connection dies without a
-// goodbye, so the broker publishes its last will; it stays dark for dark,
-// then boots and reconnects. It returns ErrOffline when the device is not
-// connected.
+// goodbye, so the broker publishes its last will; it stays dark for dark
+// (simulated time), then boots and reconnects. While dark its model goes
+// on: a room without its AC warms, a cabinet charges nothing. It returns
+// ErrOffline when the device is not connected.
 func (d *Device) PowerCut(dark time.Duration) error {
-	return d.sever(true, dark)
+	return d.sever(true, true, dark)
+}
+
+// LinkDown breaks the device's network link for down (simulated time): the
+// broker publishes the last will, the device keeps working and keeps its
+// events, and reconnects when the link is back, without a boot. It returns
+// ErrOffline when the device is not connected.
+func (d *Device) LinkDown(down time.Duration) error {
+	return d.sever(true, false, down)
 }
 
 // DropConnection breaks the device's network connection without a goodbye,
@@ -111,7 +203,7 @@ func (d *Device) PowerCut(dark time.Duration) error {
 // device reconnects after a jittered backoff. It returns ErrOffline when the
 // device is not connected.
 func (d *Device) DropConnection() error {
-	return d.sever(false, 0)
+	return d.sever(false, false, 0)
 }
 
 // inject runs a fault on the model with the state brought up to now.
@@ -132,14 +224,14 @@ func (d *Device) inject(f func(now time.Time) ([]schemas.Event, error)) error {
 	return nil
 }
 
-func (d *Device) sever(cut bool, dark time.Duration) error {
+func (d *Device) sever(cut, power bool, dark time.Duration) error {
 	d.mu.Lock()
 	s := d.current
 	if s == nil || s.raw == nil {
 		d.mu.Unlock()
 		return fmt.Errorf("device %s: %w", d.spec.Device, ErrOffline)
 	}
-	s.cut, s.darkFor = cut, dark
+	s.cut, s.power, s.darkFor = cut, power, dark
 	c := s.raw
 	d.mu.Unlock()
 	c.sever()

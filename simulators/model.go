@@ -25,12 +25,28 @@ type model interface {
 
 	// clear removes every injected fault and reports what was cleared.
 	clear(now time.Time) []schemas.Event
+
+	// nextWake returns the next time something happens that the device
+	// should publish at once (a visitor at the door, a self-test); zero
+	// when nothing is due.
+	nextWake() time.Time
 }
 
-// env is what every model draws on: its random source and the weather.
+// powered is a model that a power cut changes: powerLost is called when
+// the power goes and powerBack when it returns, each after the model has
+// stepped to that moment.
+type powered interface {
+	powerLost(now time.Time)
+	powerBack(now time.Time)
+}
+
+// env is what every model draws on: its random source, the weather and
+// the station's visitors.
 type env struct {
-	rng     *rand.Rand
-	climate climate
+	rng        *rand.Rand
+	climate    climate
+	crowd      *crowd
+	sensorSeed uint64 // for sensor noise, apart from rng
 }
 
 // newModel returns the model of kind k in a plausible state for now.
@@ -51,6 +67,15 @@ func newModel(k schemas.Kind, e *env, now time.Time) model {
 // noise is a normal draw with standard deviation sd.
 func (e *env) noise(sd float64) float64 {
 	return e.rng.NormFloat64() * sd
+}
+
+// sensorNoise is a sensor's reading error at t: normal with standard
+// deviation sd, drawn from the seed, the device and the instant rather than
+// from the model's stream, so reading a sensor never changes the physics.
+func (e *env) sensorNoise(t time.Time, sd float64) float64 {
+	h := e.sensorSeed ^ mix(uint64(t.UnixNano()))
+	u1, u2 := unit(h), unit(h+1)
+	return sd * math.Sqrt(-2*math.Log(1-u1)) * math.Cos(2*math.Pi*u2)
 }
 
 // between is a uniform draw in [lo, hi).
