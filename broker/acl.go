@@ -95,7 +95,8 @@ func (p peer) canSubscribe(filter string) string {
 		return reasonTopic
 	case t.Station != p.station || t.Device != p.device:
 		return reasonForeign
-	case t.Channel != schemas.ChannelCmd && t.Channel != schemas.ChannelAccessRes:
+	case t.Channel != schemas.ChannelCmd && t.Channel != schemas.ChannelAccessRes &&
+		t.Channel != schemas.ChannelAccessList:
 		return reasonChannel
 	}
 	return ""

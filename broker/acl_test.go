@@ -22,6 +22,8 @@ func TestPeerCanPublish(t *testing.T) {
 		{dev, "waystation/v1/st-1/lock-1/cmd", false, reasonChannel},
 		{dev, "waystation/v1/st-1/lock-1/cmd", true, reasonRetainedCmd},
 		{dev, "waystation/v1/st-1/lock-1/access/res", false, reasonChannel},
+		{dev, "waystation/v1/st-1/lock-1/access/list", true, reasonChannel},
+		{ctrl, "waystation/v1/st-1/lock-1/access/list", true, ""},
 		{dev, "waystation/v1/st-1/lock-2/telemetry", false, reasonForeign},
 		{dev, "waystation/v1/st-2/lock-1/telemetry", false, reasonForeign},
 		{dev, "waystation/v1/st-1/lock-1/other", false, reasonTopic},
@@ -56,6 +58,8 @@ func TestPeerCanSubscribe(t *testing.T) {
 	}{
 		{dev, "waystation/v1/st-1/lock-1/cmd", ""},
 		{dev, "waystation/v1/st-1/lock-1/access/res", ""},
+		{dev, "waystation/v1/st-1/lock-1/access/list", ""},
+		{dev, "waystation/v1/st-1/lock-2/access/list", reasonForeign},
 		{dev, "waystation/v1/st-1/lock-1/status", reasonChannel},
 		{dev, "waystation/v1/st-1/lock-1/access/req", reasonChannel},
 		{dev, "waystation/v1/st-1/lock-1/cmd/result", reasonChannel},

@@ -4,9 +4,9 @@
 // A device logs in with its device id as username and client id and its
 // secret as password. It may publish only under its own
 // waystation/v1/{station}/{device}/ (status, telemetry, event, cmd/result,
-// access/req) and subscribe only to its own cmd and access/res topics. The
-// controller has its own identity and may use anything under waystation/,
-// or it talks to the broker in-process through a Bus.
+// access/req) and subscribe only to its own cmd, access/res and access/list
+// topics. The controller has its own identity and may use anything under
+// waystation/, or it talks to the broker in-process through a Bus.
 //
 // # Caveats
 //

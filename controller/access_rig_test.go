@@ -60,6 +60,7 @@ type accessRig struct {
 	creds   *Credentials
 	rules   *AccessRules
 	access  *Access
+	lists   *AllowLists // not running: tests call refresh or Run
 	broker  *broker.Broker
 	bus     *broker.Bus
 	in      *Ingest
@@ -143,6 +144,12 @@ func newAccessRig(t testing.TB, ro rigOptions) *accessRig {
 		t.Fatal(err)
 	}
 	r.in.Observe(r.access.Observe)
+	if r.lists, err = NewAllowLists(AllowListOptions{DB: r.db, Bus: r.bus, Registry: r.reg,
+		Credentials: r.creds, Rules: r.rules, Now: r.clock.Now, Registerer: r.prom,
+		Every: 20 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	r.in.Observe(r.lists.Observe)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

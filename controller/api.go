@@ -28,7 +28,9 @@ type APIOptions struct {
 	// stations' access rules.
 	Credentials *Credentials
 	Rules       *AccessRules
-	Logger      *slog.Logger
+	// AllowLists, when set, adds the allow-list status of stations.
+	AllowLists *AllowLists
+	Logger     *slog.Logger
 	// Ready reports whether the server is ready; /healthz answers 503 until
 	// it is. Nil means always ready.
 	Ready func() error

@@ -18,6 +18,9 @@ func (a *API) handleAccess() {
 		a.handle("GET /api/v1/stations/{id}/access", PermRead, a.getStationAccess)
 		a.handle("PUT /api/v1/stations/{id}/access", PermStationAccess, a.setStationAccess)
 	}
+	if a.o.AllowLists != nil {
+		a.handle("GET /api/v1/access/stale", PermRead, a.staleTerminals)
+	}
 }
 
 // NewCredential is the answer to issuing a credential: the credential and
@@ -89,9 +92,11 @@ func writeCredentialError(w http.ResponseWriter, err error) {
 	}
 }
 
-// StationAccessView is a station's access rules.
+// StationAccessView is a station's access rules with the state of its
+// allow-list.
 type StationAccessView struct {
 	StationRules
+	AllowList *AllowListStatus `json:"allow_list,omitempty"`
 }
 
 func (a *API) getStationAccess(w http.ResponseWriter, r *http.Request, op Operator) {
@@ -131,5 +136,24 @@ func (a *API) setStationAccess(w http.ResponseWriter, r *http.Request, op Operat
 }
 
 func (a *API) stationAccess(station, org string) StationAccessView {
-	return StationAccessView{StationRules: a.o.Rules.Get(station, org)}
+	v := StationAccessView{StationRules: a.o.Rules.Get(station, org)}
+	if a.o.AllowLists != nil {
+		if s, ok := a.o.AllowLists.Status(station); ok {
+			v.AllowList = &s
+		}
+	}
+	return v
+}
+
+// staleTerminals lists the door terminals within scope whose allow-list
+// lacks a change older than the stale limit.
+func (a *API) staleTerminals(w http.ResponseWriter, r *http.Request, op Operator) {
+	visible := a.visibleStations(op)
+	out := []TerminalStatus{}
+	for _, ts := range a.o.AllowLists.StaleTerminals() {
+		if _, ok := visible[ts.Station]; ok {
+			out = append(out, ts)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -47,7 +47,7 @@ func newScoped(t *testing.T, o APIOptions) *scoped {
 		t.Fatal(err)
 	}
 	o.Registry, o.Twins, o.Operators, o.Gatherer, o.Registerer = r.reg, r.twins, s.ops, r.prom, r.prom
-	o.Credentials, o.Rules = r.creds, r.rules
+	o.Credentials, o.Rules, o.AllowLists = r.creds, r.rules, r.lists
 	if s.api, err = NewAPI(o); err != nil {
 		t.Fatal(err)
 	}

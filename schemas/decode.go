@@ -163,7 +163,7 @@ func decodeAC(b []byte) (*ACState, Meta, error) {
 }
 
 func decodeLock(b []byte) (*LockState, Meta, error) {
-	var raw struct{ ts, seq, door, bolt, mode, battery, tamper, occupancy []byte }
+	var raw struct{ ts, seq, door, bolt, mode, battery, tamper, occupancy, allowlist []byte }
 	r := reader{index: -1}
 	ok := r.object(b, func(key, val []byte) {
 		switch string(key) {
@@ -183,6 +183,8 @@ func decodeLock(b []byte) (*LockState, Meta, error) {
 			raw.tamper = val
 		case "occupancy":
 			raw.occupancy = val
+		case "allowlist_version":
+			raw.allowlist = val
 		}
 	})
 	if !ok {
@@ -199,6 +201,10 @@ func decodeLock(b []byte) (*LockState, Meta, error) {
 	if raw.occupancy != nil {
 		n := int(r.integer(raw.occupancy, "occupancy", true, 0, 1000))
 		s.Occupancy = &n
+	}
+	if raw.allowlist != nil {
+		v := r.integer(raw.allowlist, "allowlist_version", true, 0, MaxSafeInt)
+		s.AllowlistVersion = &v
 	}
 	if r.err != nil {
 		return nil, Meta{}, r.err

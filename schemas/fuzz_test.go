@@ -86,10 +86,16 @@ func FuzzDecodeAccessResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { fuzzAgree(t, "access-res", b) })
 }
 
+func FuzzDecodeAccessList(f *testing.F) {
+	seed(f, "access-list")
+	f.Fuzz(func(t *testing.T, b []byte) { fuzzAgree(t, "access-list", b) })
+}
+
 // topicOracle is the topic grammar written as one regular expression, an
 // independent statement of what ParseTopic accepts.
 var topicOracle = regexp.MustCompile(`^waystation/v1/([a-z0-9][a-z0-9-]{0,31})/` +
-	`([a-z0-9][a-z0-9-]{0,31})/(status|telemetry|event|cmd|cmd/result|access/req|access/res)$`)
+	`([a-z0-9][a-z0-9-]{0,31})/(status|telemetry|event|cmd|cmd/result|access/req|access/res|` +
+	`access/list)$`)
 
 func FuzzParseTopic(f *testing.F) {
 	for _, tc := range topicTests {

@@ -85,6 +85,9 @@ type LockState struct {
 	BatteryPct *float64 `json:"battery_pct,omitempty"`
 	Tamper     bool     `json:"tamper,omitempty"`
 	Occupancy  *int     `json:"occupancy,omitempty"` // people inside, when the terminal counts them
+	// AllowlistVersion is the version of the allow-list the terminal holds
+	// (see AccessList); absent when it keeps none.
+	AllowlistVersion *int64 `json:"allowlist_version,omitempty"`
 }
 
 // Charger slot states.

@@ -17,7 +17,7 @@ var SchemaFiles embed.FS
 var SchemaNames = []string{
 	"status",
 	"telemetry-ac", "telemetry-lock", "telemetry-charger", "telemetry-aed",
-	"event", "cmd", "cmd-result", "access-req", "access-res",
+	"event", "cmd", "cmd-result", "access-req", "access-res", "access-list",
 }
 
 // SchemaPath returns the path within SchemaFiles of a schema name.
@@ -45,6 +45,8 @@ func SchemaName(ch Channel, k Kind) string {
 		return "access-req"
 	case ChannelAccessRes:
 		return "access-res"
+	case ChannelAccessList:
+		return "access-list"
 	}
 	return ""
 }
@@ -52,7 +54,7 @@ func SchemaName(ch Channel, k Kind) string {
 // DecodePayload decodes the payload of a message on channel ch of a device of
 // kind k with the decoder of that channel, for tools that check a device's
 // traffic whatever it is. The value is a Status, Telemetry, Event, Command,
-// CommandResult, AccessRequest or AccessResponse.
+// CommandResult, AccessRequest, AccessResponse or AccessList.
 func DecodePayload(ch Channel, k Kind, b []byte) (any, error) {
 	switch ch {
 	case ChannelStatus:
@@ -69,6 +71,8 @@ func DecodePayload(ch Channel, k Kind, b []byte) (any, error) {
 		return DecodeAccessRequest(b)
 	case ChannelAccessRes:
 		return DecodeAccessResponse(b)
+	case ChannelAccessList:
+		return DecodeAccessList(b)
 	}
 	return nil, &FieldError{Reason: fmt.Sprintf("unknown channel %q", clip(string(ch)))}
 }

@@ -22,12 +22,16 @@ const (
 	ChannelCmdResult Channel = "cmd/result" // device → platform, QoS 1
 	ChannelAccessReq Channel = "access/req" // lock → platform, QoS 1
 	ChannelAccessRes Channel = "access/res" // platform → lock, QoS 1
+	// ChannelAccessList carries a door terminal's allow-list: platform →
+	// lock, QoS 1, retained, so a terminal gets the current list when it
+	// subscribes.
+	ChannelAccessList Channel = "access/list"
 )
 
 // Channels lists every device channel.
 var Channels = []Channel{
 	ChannelStatus, ChannelTelemetry, ChannelEvent, ChannelCmd,
-	ChannelCmdResult, ChannelAccessReq, ChannelAccessRes,
+	ChannelCmdResult, ChannelAccessReq, ChannelAccessRes, ChannelAccessList,
 }
 
 // FromDevice reports whether devices publish on c (the rest are published

@@ -22,6 +22,8 @@ var topicTests = []struct {
 	{"waystation/v1/ys-001/ac-1/cmd/result", Topic{"ys-001", "ac-1", ChannelCmdResult}},
 	{"waystation/v1/s/lock-1/access/req", Topic{"s", "lock-1", ChannelAccessReq}},
 	{"waystation/v1/s/lock-1/access/res", Topic{"s", "lock-1", ChannelAccessRes}},
+	{"waystation/v1/s/lock-1/access/list", Topic{"s", "lock-1", ChannelAccessList}},
+	{"waystation/v1/s/lock-1/access/list/x", Topic{}},
 	{"waystation/v1/0/9/status", Topic{"0", "9", ChannelStatus}},
 	{"waystation/v1/" + id32 + "/" + id32 + "/status", Topic{id32, id32, ChannelStatus}},
 	{"waystation/v1/s-/d--/status", Topic{"s-", "d--", ChannelStatus}},
@@ -107,7 +109,7 @@ func TestTopicHelpers(t *testing.T) {
 
 	from := map[Channel]bool{
 		ChannelStatus: true, ChannelTelemetry: true, ChannelEvent: true, ChannelCmdResult: true,
-		ChannelAccessReq: true, ChannelCmd: false, ChannelAccessRes: false,
+		ChannelAccessReq: true, ChannelCmd: false, ChannelAccessRes: false, ChannelAccessList: false,
 	}
 	if len(from) != len(Channels) {
 		t.Fatalf("table covers %d channels of %d", len(from), len(Channels))

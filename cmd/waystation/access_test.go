@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,39 @@ func connectTerminal(t *testing.T, ts *testServer, station, id, secret string) *
 		t.Fatal(tok.Error())
 	}
 	return l
+}
+
+// allowLists subscribes the terminal to its allow-list.
+func (l *lockTerminal) allowLists(t *testing.T) <-chan schemas.AccessList {
+	t.Helper()
+	ch := make(chan schemas.AccessList, 16)
+	tok := l.c.Subscribe(schemas.DeviceTopic(l.station, l.id, schemas.ChannelAccessList), 1,
+		func(_ mqttClient, m mqttMessage) {
+			if al, err := schemas.DecodeAccessList(m.Payload()); err == nil {
+				ch <- al
+			}
+		})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	return ch
+}
+
+// nextAllowList waits for a list that satisfies ok.
+func nextAllowList(t *testing.T, ch <-chan schemas.AccessList,
+	ok func(schemas.AccessList) bool) schemas.AccessList {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case l := <-ch:
+			if ok(l) {
+				return l
+			}
+		case <-deadline:
+			t.Fatal("no such allow-list")
+		}
+	}
 }
 
 // ask sends an access request and returns the answer.
@@ -81,6 +115,13 @@ func TestAccessEndToEnd(t *testing.T) {
 	}
 
 	lock := connectTerminal(t, ts, "ys-a", "ys-a-lock", secret)
+	lists := lock.allowLists(t)
+	first := nextAllowList(t, lists, func(l schemas.AccessList) bool {
+		return slices.Contains(l.Entries, cr.Hash)
+	})
+	if len(first.Entries) != 1 {
+		t.Fatalf("allow-list %+v", first)
+	}
 	if res := lock.ask(t, "r1", "face", cr.Token); !res.Granted || res.UnlockS != 5 {
 		t.Fatalf("answer %+v", res)
 	}
@@ -95,6 +136,9 @@ func TestAccessEndToEnd(t *testing.T) {
 	if res := lock.ask(t, "r3", "face", cr.Token); res.Granted || res.Reason != "revoked" {
 		t.Fatalf("answer after revoke %+v", res)
 	}
+	nextAllowList(t, lists, func(l schemas.AccessList) bool {
+		return l.Version > first.Version && len(l.Entries) == 0
+	})
 
 	out, _, err = cli("credentials", "list", "--org", "org-a")
 	if err != nil || !strings.Contains(out, cr.ID) || !strings.Contains(out, "张师傅") ||

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
@@ -13,9 +14,10 @@ import (
 
 // accessFlags are the flags of serve for door access.
 type accessFlags struct {
-	unlockS  int
-	ratePerS float64
-	burst    int
+	unlockS    int
+	ratePerS   float64
+	burst      int
+	staleAfter time.Duration
 }
 
 func addAccessFlags(f *pflag.FlagSet, o *accessFlags) {
@@ -25,6 +27,8 @@ func addAccessFlags(f *pflag.FlagSet, o *accessFlags) {
 		"access requests a second each door terminal may make before it is throttled")
 	f.IntVar(&o.burst, "access-burst", controller.DefaultAccessBurst,
 		"access requests a door terminal may make at once before the rate applies")
+	f.DurationVar(&o.staleAfter, "allowlist-stale", controller.DefaultStaleAfter,
+		"a door terminal missing an allow-list change older than this is stale")
 }
 
 // check refuses flag values that make no sense; zero values (options built
@@ -37,6 +41,8 @@ func (o *accessFlags) check() error {
 		return fmt.Errorf("--access-rate %g: want a rate up to 1000 a second", o.ratePerS)
 	case o.burst < 0 || o.burst > 10000:
 		return fmt.Errorf("--access-burst %d: want 1..10000", o.burst)
+	case o.staleAfter < 0:
+		return fmt.Errorf("--allowlist-stale %v: want a positive duration, e.g. 1h", o.staleAfter)
 	}
 	return nil
 }
@@ -46,6 +52,7 @@ type accessParts struct {
 	creds  *controller.Credentials
 	rules  *controller.AccessRules
 	access *controller.Access
+	lists  *controller.AllowLists
 }
 
 // openAccess builds the access parts and hooks them into ingest. It runs
@@ -68,13 +75,24 @@ func (s *server) openAccess() error {
 		return err
 	}
 	s.in.Observe(a.access.Observe)
+
+	a.lists, err = controller.NewAllowLists(controller.AllowListOptions{
+		DB: s.db, Bus: s.mqtt.Bus(), Registry: s.devs, Credentials: a.creds, Rules: a.rules,
+		StaleAfter: s.o.access.staleAfter, Now: s.clock.Now, Logger: s.log, Registerer: s.reg,
+	})
+	if err != nil {
+		return err
+	}
+	s.in.Observe(a.lists.Observe)
 	return nil
 }
 
 // apiOptions gives the API the access parts.
 func (a *accessParts) apiOptions(o *controller.APIOptions) {
-	o.Credentials, o.Rules = a.creds, a.rules
+	o.Credentials, o.Rules, o.AllowLists = a.creds, a.rules, a.lists
 }
 
 // runAccess starts the access parts' loops in g until ctx ends.
-func (s *server) runAccess(ctx context.Context, g *errgroup.Group) {}
+func (s *server) runAccess(ctx context.Context, g *errgroup.Group) {
+	g.Go(func() error { return s.acc.lists.Run(ctx) })
+}
