@@ -224,6 +224,27 @@ func (d *Device) inject(f func(now time.Time) ([]schemas.Event, error)) error {
 	return nil
 }
 
+// injectAt runs a scenario's action at its time at: the model is brought
+// up to at when it is behind, and the events are stamped at, so the timing
+// does not depend on how promptly the scenario's timer fired.
+func (d *Device) injectAt(at time.Time, f func(now time.Time) ([]schemas.Event, error)) error {
+	if d.err != nil {
+		return d.err
+	}
+	d.mu.Lock()
+	if at.After(d.last) {
+		d.advance(at)
+	}
+	evs, err := f(at)
+	d.queueLocked(evs...)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	d.poke()
+	return nil
+}
+
 func (d *Device) sever(cut, power bool, dark time.Duration) error {
 	d.mu.Lock()
 	s := d.current
