@@ -172,9 +172,15 @@ func (a *Access) Observe(obs Observation) {
 	}
 }
 
-// answer decides, publishes the answer and counts it.
+// answer decides, counts the decision (and the visit) and publishes the
+// answer: a terminal that has its answer finds it counted.
 func (a *Access) answer(d devices.Device, req schemas.AccessRequest, at time.Time) {
 	dec := a.Decide(d, req, at)
+	a.decisions.WithLabelValues(dec.Reason).Inc()
+	if dec.Granted && a.o.Visits != nil {
+		a.o.Visits.Visit(d.Station, req.Method, at)
+	}
+
 	res := schemas.AccessResponse{Meta: schemas.Meta{TS: a.o.Now().UnixMilli()}, ID: req.ID,
 		Granted: dec.Granted, Reason: dec.Reason, UnlockS: dec.UnlockS}
 	buf, err := json.Marshal(res)
@@ -187,13 +193,9 @@ func (a *Access) answer(d devices.Device, req schemas.AccessRequest, at time.Tim
 		a.log.Debug("access answer not published", "device", d.ID, "station", d.Station,
 			"err", err)
 	}
-	a.decisions.WithLabelValues(dec.Reason).Inc()
 	a.latency.Observe(a.o.Now().Sub(at).Seconds())
 	a.log.Debug("access decided", "device", d.ID, "station", d.Station, "request", req.ID,
 		"method", req.Method, "reason", dec.Reason)
-	if dec.Granted && a.o.Visits != nil {
-		a.o.Visits.Visit(d.Station, req.Method, at)
-	}
 }
 
 // Decide answers an access request that terminal d received at time at.

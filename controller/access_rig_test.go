@@ -61,6 +61,7 @@ type accessRig struct {
 	rules   *AccessRules
 	access  *Access
 	lists   *AllowLists // not running: tests call refresh or Run
+	usage   *Usage      // not running: Report flushes
 	broker  *broker.Broker
 	bus     *broker.Bus
 	in      *Ingest
@@ -131,8 +132,12 @@ func newAccessRig(t testing.TB, ro rigOptions) *accessRig {
 	t.Cleanup(func() { r.broker.Close() })
 	r.bus = r.broker.Bus()
 
+	if r.usage, err = NewUsage(UsageOptions{DB: r.db, Location: shanghai, Now: r.clock.Now,
+		Registerer: r.prom}); err != nil {
+		t.Fatal(err)
+	}
 	ao := AccessOptions{Bus: r.bus, Registry: r.reg, Twins: r.twins, Credentials: r.creds,
-		Rules: r.rules, Location: shanghai, Now: r.clock.Now, Registerer: r.prom}
+		Rules: r.rules, Visits: r.usage, Location: shanghai, Now: r.clock.Now, Registerer: r.prom}
 	if ro.access != nil {
 		ro.access(&ao)
 	}
@@ -150,6 +155,7 @@ func newAccessRig(t testing.TB, ro rigOptions) *accessRig {
 		t.Fatal(err)
 	}
 	r.in.Observe(r.lists.Observe)
+	r.in.Observe(r.usage.Observe)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

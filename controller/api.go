@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,7 +31,13 @@ type APIOptions struct {
 	Rules       *AccessRules
 	// AllowLists, when set, adds the allow-list status of stations.
 	AllowLists *AllowLists
-	Logger     *slog.Logger
+	// Usage, when set, serves visits and the occupancy of stations.
+	Usage *Usage
+	// Location is the time zone of reports and opening hours; default
+	// time.Local. Now is the clock; default time.Now.
+	Location *time.Location
+	Now      func() time.Time
+	Logger   *slog.Logger
 	// Ready reports whether the server is ready; /healthz answers 503 until
 	// it is. Nil means always ready.
 	Ready func() error
@@ -70,6 +77,7 @@ func NewAPI(o APIOptions) (*API, error) {
 	a.handle("GET /api/v1/devices/{id}", PermRead, a.getDevice)
 	a.handleOperators()
 	a.handleAccess()
+	a.handleUsage()
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})
@@ -115,6 +123,8 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 type StationView struct {
 	devices.Station
 	Devices []DeviceView `json:"devices,omitempty"`
+	// Occupancy is how many people are inside now, when usage is counted.
+	Occupancy *Occupancy `json:"occupancy,omitempty"`
 }
 
 // DeviceView is a registered device with its twin.
@@ -186,6 +196,10 @@ func (a *API) getStation(w http.ResponseWriter, r *http.Request, op Operator) {
 		return
 	}
 	view := StationView{Station: st}
+	if a.o.Usage != nil {
+		occ := a.o.Usage.Occupancy(st.ID)
+		view.Occupancy = &occ
+	}
 	for _, d := range a.o.Registry.Devices() {
 		if d.Station == st.ID {
 			view.Devices = append(view.Devices, a.deviceView(d))

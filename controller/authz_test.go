@@ -47,7 +47,8 @@ func newScoped(t *testing.T, o APIOptions) *scoped {
 		t.Fatal(err)
 	}
 	o.Registry, o.Twins, o.Operators, o.Gatherer, o.Registerer = r.reg, r.twins, s.ops, r.prom, r.prom
-	o.Credentials, o.Rules, o.AllowLists = r.creds, r.rules, r.lists
+	o.Credentials, o.Rules, o.AllowLists, o.Usage = r.creds, r.rules, r.lists, r.usage
+	o.Location, o.Now = shanghai, r.clock.Now
 	if s.api, err = NewAPI(o); err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +172,9 @@ func accessMatrix(s *scoped) []matrixCall {
 		}, 200},
 		{"set station access", builders, func(_, st, _ string) (string, string, string) {
 			return "PUT", "/api/v1/stations/" + st + "/access", `{"open_to_all":true}`
+		}, 200},
+		{"read usage", everyone, func(_, st, _ string) (string, string, string) {
+			return "GET", "/api/v1/usage?station=" + st, ""
 		}, 200},
 	}
 }

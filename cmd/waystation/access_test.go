@@ -155,4 +155,28 @@ func TestAccessEndToEnd(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "neither a credential token") {
 		t.Fatalf("revoke garbage: %v", err)
 	}
+
+	// The one granted entry is a visit: in the usage report, the metric and
+	// the station's occupancy.
+	out, _, err = cli("usage", "--station", "ys-a", "--by", "hour", "-o", "csv")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err != nil || len(lines) != 2 || lines[0] != "station,start,visits,face,nfc,qr" ||
+		!strings.HasPrefix(lines[1], "ys-a,") || !strings.HasSuffix(lines[1], ",1,1,0,0") {
+		t.Fatalf("usage csv: %v\n%s", err, out)
+	}
+	out, _, err = cli("usage")
+	if err != nil || !strings.Contains(out, "total") || !strings.Contains(out, "Asia/Shanghai") {
+		t.Fatalf("usage table: %v\n%s", err, out)
+	}
+	if got := ts.metric(t, "waystation_visits_total", "method", "face"); got != 1 {
+		t.Fatalf("visits metric %v", got)
+	}
+	var view controller.StationView
+	ts.api(t, "GET", "/api/v1/stations/ys-a", nil, &view)
+	if view.Occupancy == nil || view.Occupancy.People != 1 || view.Occupancy.Source != "estimate" {
+		t.Fatalf("occupancy %+v", view.Occupancy)
+	}
+	if _, _, err := cli("usage", "-o", "xml"); err == nil || !strings.Contains(err.Error(), "csv") {
+		t.Fatalf("-o xml: %v", err)
+	}
 }

@@ -19,5 +19,6 @@ func newRootCmd() *cobra.Command {
 	addDevicesCmd(root)
 	addOperatorsCmd(root)
 	addCredentialsCmd(root)
+	addUsageCmd(root)
 	return root
 }
