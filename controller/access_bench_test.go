@@ -45,7 +45,7 @@ func BenchmarkAccessRoundTrip(b *testing.B) {
 	clients := make([]mqtt.Client, terminals)
 	for i := range clients {
 		id := benchLock(i)
-		opts := mqtt.NewClientOptions().AddBroker("tcp://"+r.broker.TCPAddr()).SetClientID(id).
+		opts := mqtt.NewClientOptions().AddBroker("tcp://" + r.broker.TCPAddr()).SetClientID(id).
 			SetUsername(id).SetPassword(r.secrets[id]).SetAutoReconnect(false).
 			SetCleanSession(true).SetOrderMatters(false)
 		c := mqtt.NewClient(opts)

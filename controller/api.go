@@ -69,6 +69,8 @@ func NewAPI(o APIOptions) (*API, error) {
 	if o.Gatherer != nil {
 		a.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	}
+	// Public, without a token: it serves workers' apps and maps.
+	a.mux.HandleFunc("GET /api/v1/stations/nearest", a.nearest)
 	a.handle("GET /api/v1/stations", PermRead, a.listStations)
 	a.handle("POST /api/v1/stations", PermRegister, a.addStations)
 	a.handle("GET /api/v1/stations/{id}", PermRead, a.getStation)

@@ -25,10 +25,10 @@ const AllOrgs = "*"
 // Permission names a kind of API call.
 type Permission string
 
-// The kinds of API call. Every route of the API needs exactly one of them.
+// The kinds of API call. Every route of the API needs exactly one of them,
+// but for the few that need no token (health, metrics, the nearest-station
+// search).
 const (
-	// PermPublic needs no operator token at all.
-	PermPublic Permission = "public"
 	// PermRead reads stations, devices, twins, usage and access status.
 	PermRead Permission = "read"
 	// PermAcknowledge acknowledges alerts.
@@ -48,7 +48,7 @@ const (
 	PermOperators Permission = "operators"
 )
 
-// rolePermissions is who may do what; PermPublic is granted to all.
+// rolePermissions is who may do what.
 var rolePermissions = map[string][]Permission{
 	RoleMonitor:   {PermRead, PermAcknowledge},
 	RoleScheduler: {PermRead, PermSchedule},
@@ -70,7 +70,7 @@ func ValidRole(role string) bool { return slices.Contains(Roles, role) }
 
 // Can reports whether the operator's role allows calls of kind p.
 func (op Operator) Can(p Permission) bool {
-	return p == PermPublic || slices.Contains(rolePermissions[op.Role], p)
+	return slices.Contains(rolePermissions[op.Role], p)
 }
 
 // AllOrgs reports whether the operator's scope is every organisation.

@@ -180,3 +180,43 @@ func TestAccessEndToEnd(t *testing.T) {
 		t.Fatalf("-o xml: %v", err)
 	}
 }
+
+// TestStationsNearestCLI: the nearest search needs no token; a station
+// whose charger is online with an empty slot comes first for a charger,
+// one whose charger never came online does not come at all.
+func TestStationsNearestCLI(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.addStation(t, "ys-near", "", "24h", 32.630, 116.270)
+	ts.addStation(t, "ys-far", "", "24h", 32.650, 116.290)
+	ts.register(t, "ys-near", "ys-near-charger", schemas.KindCharger)
+	secret := ts.register(t, "ys-far", "ys-far-charger", schemas.KindCharger)
+	d, err := connectDevice(t, ts.mqtt, "ys-far", "ys-far-charger", secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.publish(t, schemas.ChannelStatus, true, `{"online":true,"kind":"charger","conn":"c1"}`)
+	d.publish(t, schemas.ChannelTelemetry, false,
+		`{"slots":[{"slot":1,"state":"empty"},{"slot":2,"state":"full"}],"smoke":false,"mains":true}`)
+	eventually(t, 5*time.Second, "the charger's twin", func() bool {
+		v := ts.twinCLI(t, "ys-far-charger")
+		return v.Twin != nil && v.Twin.Online && v.Twin.State != nil
+	})
+
+	t.Setenv(envToken, "")
+	base := []string{"stations", "nearest", "--lat", "32.63", "--lon", "116.27", "--server", ts.url}
+	out, _, err := runClient(append(base, "-o", "json")...)
+	var all []controller.NearestStation
+	if err != nil || json.Unmarshal([]byte(out), &all) != nil || len(all) != 2 ||
+		all[0].ID != "ys-near" || all[1].ChargerFreeSlots != 1 {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	out, _, err = runClient(append(base, "--need", "charger")...)
+	if err != nil || !strings.Contains(out, "ys-far") || strings.Contains(out, "ys-near") ||
+		!strings.Contains(out, "1 free, 1 charged") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	_, _, err = runClient(append(base, "--need", "water")...)
+	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "need") {
+		t.Fatalf("bad need: %v", err)
+	}
+}

@@ -17,7 +17,8 @@ func addStationsCmd(root *cobra.Command) {
 		Use:   "stations",
 		Short: "Add, import and list rest stations on a running server",
 	}
-	cmd.AddCommand(newStationsAddCmd(), newStationsImportCmd(), newStationsListCmd())
+	cmd.AddCommand(newStationsAddCmd(), newStationsImportCmd(), newStationsListCmd(),
+		newStationsNearestCmd())
 	root.AddCommand(cmd)
 }
 
