@@ -896,6 +896,11 @@ func (d *Device) trimLocked() {
 	}
 }
 
+// ReportNow asks the device to publish its telemetry (and any events
+// waiting) at once, as a technician pressing a test button would; a device
+// not connected reports as soon as it is.
+func (d *Device) ReportNow() { d.poke() }
+
 // poke asks the session for telemetry and events now.
 func (d *Device) poke() {
 	select {

@@ -18,12 +18,19 @@ func (s *server) runDemo(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	var sc *simulators.Scenario
+	if s.o.demoScenario != "" {
+		if sc, err = simulators.LoadScenario(s.o.demoScenario); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
 	fleet, err := simulators.NewFleet(simulators.FleetOptions{
 		Broker:   "tcp://" + loopback(s.mqtt.TCPAddr()),
 		Devices:  specs,
 		Seed:     s.o.demoSeed,
 		Clock:    s.clock,
 		Location: s.loc,
+		Scenario: sc,
 		Logger:   s.log.With("component", "demo"),
 	})
 	if err != nil {

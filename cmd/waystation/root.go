@@ -15,6 +15,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd())
+	root.AddCommand(newSimulateCmd())
 	addStationsCmd(root)
 	addDevicesCmd(root)
 	addOperatorsCmd(root)

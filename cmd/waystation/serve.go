@@ -38,6 +38,7 @@ type serveOptions struct {
 	timeZone       string
 	speed          float64 // simulated seconds per wall second, for the controller and the demo
 	start          string  // simulated start time; "" for now
+	demoScenario   string  // scenario the demo county plays
 	access         accessFlags
 }
 
@@ -77,6 +78,8 @@ func newServeCmd() *cobra.Command {
 		"than the wall clock (60: an hour a minute)")
 	f.StringVar(&o.start, "start", "", `simulated start time, e.g. "2025-07-20 05:00" in --tz `+
 		"(default now)")
+	f.StringVar(&o.demoScenario, "demo-scenario", "", "scenario the demo county plays: "+
+		strings.Join(simulators.Scenarios(), ", ")+", or a YAML file (its start unless --start)")
 	addAccessFlags(f, &o.access)
 	return cmd
 }
@@ -122,6 +125,13 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		return nil, fmt.Errorf("--tz %q: %w", o.timeZone, err)
 	}
 	var start time.Time
+	if o.demoScenario != "" {
+		sc, err := simulators.LoadScenario(o.demoScenario)
+		if err != nil {
+			return nil, fmt.Errorf("--demo-scenario: %w", err)
+		}
+		start = sc.Start
+	}
 	if o.start != "" {
 		if start, err = simulators.ParseTime(o.start, loc); err != nil {
 			return nil, fmt.Errorf("--start: %w", err)
@@ -221,6 +231,9 @@ func (o *serveOptions) check() error {
 	}
 	if err := o.access.check(); err != nil {
 		return err
+	}
+	if o.demoScenario != "" && !o.demo {
+		return errors.New("--demo-scenario needs --demo")
 	}
 	if o.demo && (o.demoStations < 1 || o.demoStations > 999) {
 		return fmt.Errorf("--demo-stations %d: want 1..999", o.demoStations)
