@@ -90,6 +90,27 @@ func (d *Device) answer(ctx context.Context, s *session, payload []byte) error {
 	return d.report(ctx, s)
 }
 
+// takeList keeps the platform's allow-list for offline decisions and
+// reports the version now held. A list that does not decode is ignored,
+// and the one held stays.
+func (d *Device) takeList(ctx context.Context, s *session, payload []byte) error {
+	l, err := schemas.DecodeAccessList(payload)
+	if err != nil {
+		d.log.Warn("allow-list refused", "err", err)
+		return nil
+	}
+	d.mu.Lock()
+	m := d.model.(*lockModel)
+	changed := l.Version != m.listVersion
+	m.setList(l)
+	d.mu.Unlock()
+	d.log.Debug("allow-list", "version", l.Version, "entries", len(l.Entries))
+	if !changed {
+		return nil
+	}
+	return d.report(ctx, s)
+}
+
 // expireWaiting decides, from the terminal's allow-list, the requests the
 // platform has not answered in time.
 func (d *Device) expireWaiting(ctx context.Context, s *session) error {

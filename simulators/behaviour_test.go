@@ -1,6 +1,8 @@
 package simulators
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -252,5 +254,63 @@ func TestChargerRunawayOverTheWire(t *testing.T) {
 		if !seen {
 			t.Errorf("no %s event", typ)
 		}
+	}
+}
+
+// TestLockKeepsThePlatformsAllowList: a terminal given the platform's
+// tokens and its retained allow-list decides from that list when the
+// platform does not answer, and reports the list's version.
+func TestLockKeepsThePlatformsAllowList(t *testing.T) {
+	b := startBroker(t)
+	w := watchLive(t, b)
+	s := spec("ys-001", "ys-001-lock", schemas.KindLock)
+	s.Interval = time.Hour
+	listed, unlisted := "wsc_"+strings.Repeat("a", 40), "wsc_"+strings.Repeat("b", 40)
+	sum := sha256.Sum256([]byte(listed))
+	list, _ := json.Marshal(schemas.AccessList{Version: 7, Entries: []string{hex.EncodeToString(sum[:])}})
+	tok := w.client.Publish(schemas.DeviceTopic("ys-001", s.Device, schemas.ChannelAccessList), 1,
+		true, list)
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+
+	noon := time.Date(2025, 7, 20, 11, 30, 0, 0, shanghai())
+	d := NewDevice(s, DeviceOptions{Broker: b.url, Seed: 5, Clock: NewClock(noon, 900),
+		AccessTimeout: 50 * time.Millisecond, Tokens: []string{listed, unlisted}})
+	runDevice(t, d)
+
+	decided := func() (reqs map[string]int, granted, denied int) {
+		reqs = map[string]int{}
+		for _, m := range w.of(s.Device, schemas.ChannelAccessReq) {
+			r, _ := schemas.DecodeAccessRequest(m.payload)
+			reqs[r.Token]++
+		}
+		for _, e := range w.events(s.Device) {
+			switch e.Type {
+			case schemas.EventAccessGranted:
+				granted++
+			case schemas.EventAccessDenied:
+				denied++
+			}
+		}
+		return reqs, granted, denied
+	}
+	eventually(t, 10*time.Second, "both workers decided, each request once", func() bool {
+		reqs, granted, denied := decided()
+		return reqs[listed] > 0 && reqs[unlisted] > 0 && granted+denied == reqs[listed]+reqs[unlisted]
+	})
+	reqs, granted, denied := decided()
+	if granted != reqs[listed] || denied != reqs[unlisted] {
+		t.Errorf("requests %v: %d granted, %d denied; want the listed worker in and the other out",
+			reqs, granted, denied)
+	}
+	for _, e := range w.events(s.Device) {
+		if e.Type == schemas.EventAccessGranted && e.Detail != detailOffline {
+			t.Errorf("granted %+v, want decided by the allow-list", e)
+		}
+	}
+	tms := w.telemetry(s.Device, s.Kind)
+	if v := tms[len(tms)-1].Lock.AllowlistVersion; v == nil || *v != 7 {
+		t.Errorf("telemetry reports allow-list version %v, want 7", v)
 	}
 }

@@ -20,8 +20,9 @@ import (
 type crowd struct {
 	seed     uint64
 	climate  climate
-	enrolled int     // workers on the station's allow-list; higher indexes are strangers
-	scale    float64 // a multiplier on every hour's rate; 1 normally
+	enrolled int      // workers on the station's allow-list; higher indexes are strangers
+	scale    float64  // a multiplier on every hour's rate; 1 normally
+	tokens   []string // tokens the platform issued to the first workers, if any
 
 	// A small cache: a device asks about the same few hours again and again.
 	cacheHour [crowdCache]int64
@@ -55,13 +56,17 @@ const (
 )
 
 // newCrowd returns the crowd of a station.
-func newCrowd(seed int64, station string, cl climate) *crowd {
+func newCrowd(seed int64, station string, cl climate, tokens []string) *crowd {
 	s := mix(uint64(seed)) ^ hashString("crowd/"+station)
 	c := &crowd{
 		seed:     s,
 		climate:  cl,
 		enrolled: minEnrolled + int(mix(s)%uint64(maxEnrolled-minEnrolled+1)),
 		scale:    1,
+		tokens:   tokens,
+	}
+	if len(tokens) > 0 {
+		c.enrolled = len(tokens)
 	}
 	for i := range c.cacheHour {
 		c.cacheHour[i] = math.MinInt64
@@ -212,8 +217,12 @@ func (c *crowd) method(worker int) string {
 }
 
 // token is the opaque credential token a worker's face, card or QR code
-// turns into at the terminal: the same worker always gives the same one.
+// turns into at the terminal: the same worker always gives the same one,
+// the one the platform issued when it is known.
 func (c *crowd) token(worker int) string {
+	if worker < len(c.tokens) {
+		return c.tokens[worker]
+	}
 	prefix := map[string]string{schemas.MethodFace: "ft", schemas.MethodNFC: "nc",
 		schemas.MethodQR: "qr"}[c.method(worker)]
 	return fmt.Sprintf("%s_%016x%016x", prefix, mix(c.seed^uint64(worker)), mix(c.seed+uint64(worker)))

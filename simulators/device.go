@@ -93,6 +93,12 @@ type DeviceOptions struct {
 	// time.
 	AccessTimeout time.Duration
 
+	// Tokens are credential tokens the platform issued for the workers of
+	// this device's station: the first workers present these instead of
+	// tokens of the simulator's own, and are the ones the terminal's
+	// built-in allow-list admits. Nil keeps the simulator's own.
+	Tokens []string
+
 	// Trace, when set, hears every message the device sends (sent true)
 	// and every command or access answer it receives. It is called from
 	// the device's goroutines and must not block.
@@ -197,7 +203,7 @@ func newDevice(spec DeviceSpec, o DeviceOptions, born time.Time) *Device {
 	d.env = env{
 		rng:     rand.New(rand.NewPCG(mix(uint64(o.Seed)), id)),
 		climate: cl,
-		crowd:   newCrowd(o.Seed, spec.Station, cl),
+		crowd:   newCrowd(o.Seed, spec.Station, cl, o.Tokens),
 
 		sensorSeed: mix(uint64(o.Seed)+3) ^ id,
 	}
@@ -325,6 +331,7 @@ type session struct {
 	lost    chan struct{} // closed when paho reports the connection lost
 	cmds    chan []byte   // command payloads, handed over by paho's router
 	answers chan []byte   // access answers, likewise
+	lists   chan []byte   // allow-lists, likewise
 
 	// Owned by the goroutine of Run.
 	waiting map[string]waitingAccess // access requests sent, by id
@@ -438,6 +445,7 @@ func (d *Device) connect(ctx context.Context) (*session, error) {
 		lost:    make(chan struct{}),
 		cmds:    make(chan []byte, cmdQueueLen),
 		answers: make(chan []byte, cmdQueueLen),
+		lists:   make(chan []byte, 1),
 		waiting: map[string]waitingAccess{},
 	}
 	d.stats.attempts.Add(1)
@@ -496,12 +504,21 @@ func (d *Device) connect(ctx context.Context) (*session, error) {
 	filters := map[string]byte{d.topic(schemas.ChannelCmd): qos}
 	if d.spec.Kind == schemas.KindLock {
 		filters[d.topic(schemas.ChannelAccessRes)] = qos
+		filters[d.topic(schemas.ChannelAccessList)] = qos
 	}
 	sub := s.client.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
 		d.trace(false, m.Topic(), m.Payload())
 		q := s.cmds
-		if m.Topic() == d.topic(schemas.ChannelAccessRes) {
+		switch m.Topic() {
+		case d.topic(schemas.ChannelAccessRes):
 			q = s.answers
+		case d.topic(schemas.ChannelAccessList):
+			// Only the newest list matters: replace one still waiting.
+			select {
+			case <-s.lists:
+			default:
+			}
+			q = s.lists
 		}
 		select {
 		case q <- m.Payload():
@@ -635,6 +652,8 @@ func (d *Device) serve(ctx context.Context, s *session, boot bool) end {
 			}
 		case b := <-s.answers:
 			err = d.answer(ctx, s, b)
+		case b := <-s.lists:
+			err = d.takeList(ctx, s, b)
 		case <-answerBy.C:
 			err = d.expireWaiting(ctx, s)
 		}

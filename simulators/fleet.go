@@ -37,6 +37,10 @@ type FleetOptions struct {
 
 	WeatherOffsetC float64       // added to the outdoor temperature everywhere
 	AccessTimeout  time.Duration // as DeviceOptions.AccessTimeout
+
+	// Tokens are the credential tokens the platform issued for each
+	// station's workers, by station id; see DeviceOptions.Tokens.
+	Tokens map[string][]string
 }
 
 // ScenarioReport is one scenario action on one device.
@@ -114,6 +118,7 @@ func NewFleet(o FleetOptions) (*Fleet, error) {
 			StartDelay:     time.Duration(rng.Int64N(int64(spread) + 1)),
 			WeatherOffsetC: weather,
 			AccessTimeout:  o.AccessTimeout,
+			Tokens:         o.Tokens[spec.Station],
 		}, born)
 		if d.err != nil {
 			return nil, fmt.Errorf("device %d: %w", i, d.err)

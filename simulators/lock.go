@@ -1,9 +1,12 @@
 package simulators
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/waystation/waystation/schemas"
@@ -81,8 +84,14 @@ type lockModel struct {
 	nextReq  uint64
 	attempts []attempt       // access requests to send
 	cache    map[string]bool // tokens the platform answered: granted or not
-	denials  []time.Time     // recent denials, for too_many_failures
-	last     time.Time       // the crowd's arrivals are taken since then
+
+	// The platform's allow-list for the station, when it sent one: the
+	// SHA-256 of each admitted token, and the methods the station takes.
+	list        map[string]bool
+	listVersion int64
+	listMethods []string
+	denials     []time.Time // recent denials, for too_many_failures
+	last        time.Time   // the crowd's arrivals are taken since then
 }
 
 // attempt is a visitor at the door waiting for a decision.
@@ -177,8 +186,7 @@ func (m *lockModel) decide(now time.Time, a attempt, answered, granted bool, unl
 			detail += ": " + reason
 		}
 	} else {
-		known, ok := m.cache[token]
-		granted = known || (!ok && a.visit.worker < m.env.crowd.enrolled)
+		granted = m.offlineDecision(a)
 		detail = detailOffline
 		if !granted {
 			detail = reasonNotListed + " (the platform did not answer)"
@@ -198,6 +206,30 @@ func (m *lockModel) decide(now time.Time, a attempt, answered, granted bool, unl
 	e.Method, e.Detail = a.req.Method, detail
 	m.admit(now, a.visit, unlockS)
 	return append([]schemas.Event{e}, m.settle(now)...)
+}
+
+// offlineDecision is what the terminal decides alone: from the platform's
+// allow-list when it holds one, else from the answers the platform gave
+// before and the workers enrolled at the terminal.
+func (m *lockModel) offlineDecision(a attempt) bool {
+	if m.listVersion > 0 {
+		sum := sha256.Sum256([]byte(a.req.Token))
+		methodOK := len(m.listMethods) == 0 || slices.Contains(m.listMethods, a.req.Method)
+		return methodOK && m.list[hex.EncodeToString(sum[:])]
+	}
+	if known, ok := m.cache[a.req.Token]; ok {
+		return known
+	}
+	return a.visit.worker < m.env.crowd.enrolled
+}
+
+// setList replaces the terminal's allow-list with the platform's.
+func (m *lockModel) setList(l schemas.AccessList) {
+	m.list = make(map[string]bool, len(l.Entries))
+	for _, e := range l.Entries {
+		m.list[e] = true
+	}
+	m.listVersion, m.listMethods = l.Version, l.Methods
 }
 
 // admit unlocks the door for a visitor, who walks in and stays.
@@ -311,6 +343,9 @@ func (m *lockModel) encode(meta schemas.Meta) ([]byte, error) {
 		BatteryPct: ptr(round1(m.batteryPct)),
 		Tamper:     m.tamper,
 		Occupancy:  ptr(len(m.inside)),
+	}
+	if m.listVersion > 0 {
+		s.AllowlistVersion = ptr(m.listVersion)
 	}
 	return json.Marshal(struct {
 		schemas.Meta

@@ -19,7 +19,7 @@ func newEnv(seed int64, station string) *env {
 	return &env{
 		rng:     rand.New(rand.NewPCG(uint64(seed), 1)),
 		climate: cl,
-		crowd:   newCrowd(seed, station, cl),
+		crowd:   newCrowd(seed, station, cl, nil),
 	}
 }
 
@@ -513,7 +513,7 @@ func TestLockCrowdFollowsTheDay(t *testing.T) {
 	perHour := make([]float64, 24)
 	days := 0
 	for seed := int64(1); seed <= 4; seed++ {
-		c := newCrowd(seed, "ys-012", newClimate(seed, shanghai(), "ys-012"))
+		c := newCrowd(seed, "ys-012", newClimate(seed, shanghai(), "ys-012"), nil)
 		for day := 1; day <= 20; day++ {
 			from := time.Date(2025, 10, day, 0, 0, 0, 0, shanghai())
 			for _, v := range c.arrivals(from, from.Add(24*time.Hour)) {
@@ -540,8 +540,8 @@ func TestLockCrowdFollowsTheDay(t *testing.T) {
 	}
 
 	// The same station's crowd is the same for every device of a seed.
-	a := newCrowd(3, "ys-001", newClimate(3, shanghai(), "ys-001"))
-	b := newCrowd(3, "ys-001", newClimate(3, shanghai(), "ys-001"))
+	a := newCrowd(3, "ys-001", newClimate(3, shanghai(), "ys-001"), nil)
+	b := newCrowd(3, "ys-001", newClimate(3, shanghai(), "ys-001"), nil)
 	day := time.Date(2025, 7, 1, 0, 0, 0, 0, shanghai())
 	va, vb := a.arrivals(day, day.Add(24*time.Hour)), b.arrivals(day, day.Add(24*time.Hour))
 	if len(va) == 0 || len(va) != len(vb) || va[0] != vb[0] || a.token(va[0].worker) != b.token(vb[0].worker) {
