@@ -245,6 +245,9 @@ func (in *Ingest) handle(m inbound) {
 		return
 	}
 	ch := string(t.Channel)
+	if t.Channel == schemas.ChannelStatus && len(m.payload) == 0 {
+		return // a retained status being cleared, not a message
+	}
 	d, err := in.o.Registry.Device(t.Device)
 	if err != nil || d.Station != t.Station {
 		in.messages.WithLabelValues(ch, ResultUnknownDevice).Inc()
@@ -260,12 +263,25 @@ func (in *Ingest) handle(m inbound) {
 		in.o.Twins.Refused(d, fmt.Sprintf("%s: %v", ch, err), m.at)
 		in.refusedLog(d.ID, "refused invalid message", "device", d.ID, "station", d.Station,
 			"channel", ch, "err", err)
+		if t.Channel == schemas.ChannelStatus {
+			in.clearRetained(m.topic)
+		}
 		return
 	}
 	in.messages.WithLabelValues(ch, ResultOK).Inc()
 	in.latency.Observe(in.o.Now().Sub(m.at).Seconds())
 	for _, f := range in.observers {
 		f(obs)
+	}
+}
+
+// clearRetained deletes the retained message of a status topic whose
+// payload was refused, so the broker does not replay it to every new
+// subscriber and at every restart. Statuses are always retained, so a
+// refused live status is also the one the broker keeps.
+func (in *Ingest) clearRetained(topic string) {
+	if err := in.o.Bus.Publish(topic, 1, true, nil); err != nil {
+		in.log.Warn("clear refused retained status", "topic", topic, "err", err)
 	}
 }
 
@@ -283,7 +299,11 @@ func (in *Ingest) apply(obs *Observation, payload []byte) error {
 				Reason: fmt.Sprintf("%q does not match the registered kind %q", st.Kind, d.Kind)}
 		}
 		obs.Status = &st
-		obs.Presence = in.o.Twins.ApplyStatus(d, st, obs.At)
+		if obs.Retained {
+			obs.Presence = in.o.Twins.ReplayStatus(d, st, obs.At)
+		} else {
+			obs.Presence = in.o.Twins.ApplyStatus(d, st, obs.At)
+		}
 		switch obs.Presence {
 		case devices.PresenceOnline:
 			in.log.Debug("device online", "device", d.ID, "station", d.Station, "conn", st.Conn)

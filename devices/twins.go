@@ -185,7 +185,20 @@ func (t *Twins) ApplyStatus(d Device, st schemas.Status, at time.Time) Presence 
 	defer t.mu.Unlock()
 	tw := t.twin(d)
 	t.seen(tw, st.Meta, at)
+	return applyStatus(tw, st, at)
+}
 
+// ReplayStatus records a retained status the broker delivered when the
+// controller subscribed. It may be old: it sets presence, but it is not a
+// sign of life, so last seen, clock skew and the message count stay as
+// they were.
+func (t *Twins) ReplayStatus(d Device, st schemas.Status, at time.Time) Presence {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return applyStatus(t.twin(d), st, at)
+}
+
+func applyStatus(tw *Twin, st schemas.Status, at time.Time) Presence {
 	if st.Firmware != "" {
 		tw.Firmware = st.Firmware
 	}

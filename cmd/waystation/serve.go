@@ -105,6 +105,7 @@ type server struct {
 	ops  *controller.Operators
 	mqtt *broker.Broker
 	in   *controller.Ingest
+	pres *controller.Presence
 	api  *controller.API
 
 	httpLn net.Listener
@@ -191,6 +192,14 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Presence checks every 10 s of the controller's clock.
+	s.pres, err = controller.NewPresence(controller.PresenceOptions{
+		Twins: s.twin, Registry: s.devs, Now: s.clock.Now, Logger: log, Registerer: s.reg,
+		Every: max(time.Duration(float64(10*time.Second)/o.speed), 50*time.Millisecond),
+	})
+	if err != nil {
+		return nil, err
+	}
 	if err := s.openAccess(); err != nil {
 		return nil, err
 	}
@@ -263,6 +272,7 @@ func (s *server) run(ctx context.Context) error {
 	ctrl, ctrlCtx := errgroup.WithContext(ctrlCtx)
 	ctrl.Go(func() error { return s.twin.Run(ctrlCtx) })
 	ctrl.Go(func() error { return s.in.Run(ctrlCtx) })
+	ctrl.Go(func() error { return s.pres.Run(ctrlCtx) })
 	s.runAccess(ctrlCtx, ctrl)
 	ctrl.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
