@@ -13,8 +13,8 @@ build:
 	$(GO) build -o $(BIN) ./cmd/waystation
 
 ## run: the embedded default with a simulated county of 129 stations
-run:
-	$(GO) run ./cmd/waystation serve --demo
+run: build
+	./$(BIN) serve --demo
 
 ## test: vet and every test with the race detector
 test: vet

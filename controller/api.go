@@ -213,7 +213,12 @@ func (a *API) getStation(w http.ResponseWriter, r *http.Request, op Operator) {
 func (a *API) listDevices(w http.ResponseWriter, r *http.Request, op Operator) {
 	station := r.URL.Query().Get("station")
 	if station != "" {
-		if st, err := a.o.Registry.Station(station); err == nil && !a.allowStation(w, r, op, st) {
+		st, err := a.o.Registry.Station(station)
+		if err != nil {
+			writeRegistryError(w, err)
+			return
+		}
+		if !a.allowStation(w, r, op, st) {
 			return
 		}
 	}

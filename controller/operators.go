@@ -113,7 +113,8 @@ func (o *Operators) EnsureAdminToken(file string) (string, bool, error) {
 		}
 		// The file names the first admin: it replaces an older token.
 		if _, err := o.put(token, firstAdmin(), true); err != nil {
-			return "", false, err
+			return "", false, fmt.Errorf("admin token in %s: %w (delete the file to have a new "+
+				"one made)", file, err)
 		}
 		return token, false, nil
 	case !errors.Is(err, os.ErrNotExist):

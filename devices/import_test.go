@@ -168,7 +168,7 @@ func TestParseStationsBad(t *testing.T) {
 		{"csv bad id", "csv", head + "YS 1,城关驿站,32.6,116.2,24h\n",
 			`line 2: station id "YS 1": want [a-z0-9][a-z0-9-]{0,31}`},
 		{"csv reserved id", "csv", head + "alerts,城关驿站,32.6,116.2,24h\n",
-			`line 2: station id "alerts": want [a-z0-9][a-z0-9-]{0,31}`},
+			`line 2: station id "alerts" is reserved for alert topics`},
 		{"csv empty name", "csv", head + "ys-001,,32.6,116.2,24h\n",
 			`line 2: station ys-001: name is empty`},
 		{"csv bad hours", "csv", head + "ys-001,城关驿站,32.6,116.2,8-18\n",

@@ -44,8 +44,10 @@ var hoursRE = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]
 // Validate checks a station before it is stored.
 func (s *Station) Validate() error {
 	switch {
-	case !schemas.ValidID(s.ID) || s.ID == schemas.AlertsStation:
+	case !schemas.ValidID(s.ID):
 		return fmt.Errorf("%w: station id %q: want [a-z0-9][a-z0-9-]{0,31}", ErrInvalid, s.ID)
+	case s.ID == schemas.AlertsStation:
+		return fmt.Errorf("%w: station id %q is reserved for alert topics", ErrInvalid, s.ID)
 	case strings.TrimSpace(s.Name) == "":
 		return fmt.Errorf("%w: station %s: name is empty", ErrInvalid, s.ID)
 	case math.IsNaN(s.Lat) || s.Lat < -90 || s.Lat > 90:
