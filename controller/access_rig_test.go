@@ -105,7 +105,8 @@ func newAccessRig(t testing.TB, ro rigOptions) *accessRig {
 	}
 	var list []devices.Device
 	for _, st := range rigStations {
-		list = append(list, devices.Device{ID: st.ID + "-lock", Station: st.ID, Kind: schemas.KindLock},
+		list = append(list,
+			devices.Device{ID: st.ID + "-lock", Station: st.ID, Kind: schemas.KindLock},
 			devices.Device{ID: st.ID + "-ac", Station: st.ID, Kind: schemas.KindAC})
 	}
 	for i := range ro.locks {

@@ -29,8 +29,8 @@ func TestAccessDecisions(t *testing.T) {
 	six := time.Date(2025, 7, 16, 6, 0, 0, 0, shanghai)
 	lockMode := func(device, mode string) func() {
 		return func() {
-			r.access.Observe(Observation{Device: r.device(t, device), Channel: schemas.ChannelTelemetry,
-				Telem: &schemas.Telemetry{Kind: schemas.KindLock, Lock: &schemas.LockState{
+			r.access.Observe(Observation{Device: r.device(t, device),
+				Channel: schemas.ChannelTelemetry, Telem: &schemas.Telemetry{Kind: schemas.KindLock, Lock: &schemas.LockState{
 					Door: "closed", Bolt: "locked", Mode: mode}}})
 		}
 	}
@@ -174,7 +174,8 @@ func TestAccessOverMQTT(t *testing.T) {
 		res.UnlockS != 0 {
 		t.Fatalf("answer %+v", res)
 	}
-	for reason, want := range map[string]float64{ReasonGranted: 1, ReasonUnknown: 1, ReasonRevoked: 0} {
+	counted := map[string]float64{ReasonGranted: 1, ReasonUnknown: 1, ReasonRevoked: 0}
+	for reason, want := range counted {
 		if got := testutil.ToFloat64(r.access.decisions.WithLabelValues(reason)); got != want {
 			t.Errorf("%s counted %v, want %v", reason, got, want)
 		}

@@ -107,7 +107,8 @@ func TestAllowListVersions(t *testing.T) {
 	r.lists.dirty = true
 	r.lists.refresh()
 	got := nextList(t, listsA, 3)
-	if !slices.Equal(got.Entries, []string{credB.Hash}) || !slices.Equal(got.Methods, []string{"nfc"}) {
+	if !slices.Equal(got.Entries, []string{credB.Hash}) ||
+		!slices.Equal(got.Methods, []string{"nfc"}) {
 		t.Fatalf("ys-a v3 %+v", got)
 	}
 	// v1 to the three locks, v2 to ys-a and ys-n, v3 to ys-a; never to an AC.

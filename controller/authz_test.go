@@ -211,7 +211,8 @@ func TestListsFilteredToScope(t *testing.T) {
 	if len(stations) != 3 { // ys-a, ys-b, ys-n of no organisation
 		t.Fatalf("root sees %s", body)
 	}
-	if code, _ := call(t, s.srv, s.tokens[RoleAdmin], "GET", "/api/v1/stations/ys-n", ""); code != 403 {
+	code, _ := call(t, s.srv, s.tokens[RoleAdmin], "GET", "/api/v1/stations/ys-n", "")
+	if code != 403 {
 		t.Fatalf("an org-a admin reads a station of no organisation: %d", code)
 	}
 }
@@ -257,7 +258,8 @@ func TestOperatorsLifecycle(t *testing.T) {
 		t.Fatalf("new operator reads its station: %d", code)
 	}
 	// An org-a admin cannot revoke an org-b operator; root can.
-	if code, _ := call(t, s.srv, s.tokens[RoleAdmin], "DELETE", "/api/v1/operators/temp", ""); code != 403 {
+	code, _ := call(t, s.srv, s.tokens[RoleAdmin], "DELETE", "/api/v1/operators/temp", "")
+	if code != 403 {
 		t.Fatalf("org-a admin revoked an org-b operator: %d", code)
 	}
 	if code, body := call(t, s.srv, s.root, "DELETE", "/api/v1/operators/temp", ""); code != 200 {

@@ -184,15 +184,18 @@ func TestNearestRefusesBadQueries(t *testing.T) {
 	} {
 		code, body := call(t, s.srv, "", "GET", "/api/v1/stations/nearest?"+tc.query, "")
 		var e Error
-		if code != 400 || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, tc.want) {
+		if code != 400 || json.Unmarshal([]byte(body), &e) != nil ||
+			!strings.Contains(e.Error, tc.want) {
 			t.Errorf("%s: %d %s, want 400 about %s", tc.query, code, body, tc.want)
 		}
 	}
 	// It needs no token, and a token changes nothing.
-	if code, _ := call(t, s.srv, "", "GET", "/api/v1/stations/nearest?lat=32&lon=116", ""); code != 200 {
+	code, _ := call(t, s.srv, "", "GET", "/api/v1/stations/nearest?lat=32&lon=116", "")
+	if code != 200 {
 		t.Fatalf("without a token: %d", code)
 	}
-	if code, _ := call(t, s.srv, s.tokens[RoleMonitor], "GET", "/api/v1/stations/ys-a", ""); code != 200 {
+	code, _ = call(t, s.srv, s.tokens[RoleMonitor], "GET", "/api/v1/stations/ys-a", "")
+	if code != 200 {
 		t.Fatalf("the station route still works: %d", code)
 	}
 }

@@ -220,3 +220,24 @@ func TestStationsNearestCLI(t *testing.T) {
 		t.Fatalf("bad need: %v", err)
 	}
 }
+
+// TestServeRefusesBadAccessFlags: start-up fails at once naming the flag.
+func TestServeRefusesBadAccessFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--unlock-seconds", "601"}, "--unlock-seconds"},
+		{[]string{"--access-rate", "-1"}, "--access-rate"},
+		{[]string{"--access-burst", "100000"}, "--access-burst"},
+		{[]string{"--allowlist-stale", "-1h"}, "--allowlist-stale"},
+		{[]string{"--usage-retention-days", "-3"}, "--usage-retention-days"},
+	} {
+		args := append([]string{"serve", "--data", t.TempDir(), "--mqtt", "127.0.0.1:0",
+			"--http", "127.0.0.1:0", "--ws", ""}, tc.args...)
+		_, err := runCLI(args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %s", tc.args, err, tc.want)
+		}
+	}
+}
