@@ -23,9 +23,14 @@ const (
 	earthRadiusM  = 6371008.8
 )
 
-// CoolRoomMaxC is the warmest room that counts as cool, degrees Celsius:
-// a little above the 26 °C public buildings are asked to cool to.
-const CoolRoomMaxC = 28.0
+// A room is cool from CoolRoomMinC to CoolRoomMaxC, degrees Celsius: at
+// most a little above the 26 °C public buildings are asked to cool to, and
+// not colder than an air conditioner's lowest setpoint, so that an unheated
+// room in winter is not offered as a place to cool down.
+const (
+	CoolRoomMinC = 16.0
+	CoolRoomMaxC = 28.0
+)
 
 // What a worker may need now.
 const (
@@ -84,7 +89,7 @@ type Availability struct {
 	// reports; ACOn whether one of them is switched on.
 	RoomC *float64 `json:"room_c,omitempty"`
 	ACOn  bool     `json:"ac_on"`
-	// Cool: RoomC is at most CoolRoomMaxC.
+	// Cool: RoomC is from CoolRoomMinC to CoolRoomMaxC.
 	Cool bool `json:"cool"`
 	// Kinds lists the kinds of device the station has, so that "no AED"
 	// can be told from "an AED that is not ready".
@@ -263,7 +268,7 @@ func availability(hours string, devs []devices.Device, twins *devices.Twins, now
 		}
 	}
 	slices.Sort(av.Kinds)
-	av.Cool = av.RoomC != nil && *av.RoomC <= CoolRoomMaxC
+	av.Cool = av.RoomC != nil && *av.RoomC >= CoolRoomMinC && *av.RoomC <= CoolRoomMaxC
 	av.OpenNow = openAt(hours, now, loc) && (locks == 0 || locksOpen > 0)
 	return av
 }

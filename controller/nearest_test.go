@@ -152,6 +152,11 @@ func TestNearestStations(t *testing.T) {
 	if got := ids(nearestOf(t, s, "lat=32.62&lon=116.26&need=charger")); got != "" {
 		t.Fatalf("an offline charger still offers slots: %s", got)
 	}
+	// A freezing room is not a cool room.
+	r.report(t, "ys-a-ac", true, acState(false, 4.5))
+	if got := ids(nearestOf(t, s, "lat=32.62&lon=116.26&need=cool")); got != "" {
+		t.Fatalf("a room at 4.5 °C is cool: %s", got)
+	}
 	r.report(t, "ys-a-lock", true, lockLockdown)
 	r.report(t, "ys-b-lock", false, "")
 	if got := ids(nearestOf(t, s, "lat=32.62&lon=116.26&open=now")); got != "" {
