@@ -37,8 +37,9 @@ type AccessRules struct {
 	db  *bolt.DB
 	now func() time.Time
 
-	mu    sync.RWMutex // guards rules
-	rules map[string]StationRules
+	writeMu sync.Mutex   // serialises Update; mu is never held across a disk write
+	mu      sync.RWMutex // guards rules
+	rules   map[string]StationRules
 
 	changed chan struct{} // a token in it: some rules changed
 }
@@ -95,9 +96,11 @@ func (ar *AccessRules) Update(station, org string, u RulesUpdate) (StationRules,
 		}
 	}
 
-	ar.mu.Lock()
-	defer ar.mu.Unlock()
+	ar.writeMu.Lock()
+	defer ar.writeMu.Unlock()
+	ar.mu.RLock()
 	r, ok := ar.rules[station]
+	ar.mu.RUnlock()
 	if !ok {
 		r = StationRules{Station: station, Methods: AccessMethods, OpenToAll: org == ""}
 	}
@@ -119,7 +122,9 @@ func (ar *AccessRules) Update(station, org string, u RulesUpdate) (StationRules,
 	if err != nil {
 		return StationRules{}, fmt.Errorf("store access rules of %s: %w", station, err)
 	}
+	ar.mu.Lock()
 	ar.rules[station] = r
+	ar.mu.Unlock()
 	select {
 	case ar.changed <- struct{}{}:
 	default:

@@ -66,9 +66,12 @@ type Credentials struct {
 	db  *bolt.DB
 	now func() time.Time
 
-	mu     sync.RWMutex // guards the maps
-	byHash map[[sha256.Size]byte]*Credential
-	byID   map[string]*Credential
+	// writeMu serialises Issue and Revoke, so that mu is held only for map
+	// operations and never across a disk write: decisions read the maps.
+	writeMu sync.Mutex
+	mu      sync.RWMutex // guards the maps
+	byHash  map[[sha256.Size]byte]*Credential
+	byID    map[string]*Credential
 
 	changed chan struct{} // a token in it: the set of credentials changed
 }
@@ -124,15 +127,18 @@ func (c *Credentials) Issue(org, worker string, methods []string) (string, Crede
 		return "", Credential{}, err
 	}
 
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	var token string
 	for {
 		if token, err = newCredentialToken(); err != nil {
 			return "", Credential{}, err
 		}
 		// 64-bit ids collide once in billions of credentials; never twice.
-		if _, taken := c.byID[CredentialID(token)]; !taken {
+		c.mu.RLock()
+		_, taken := c.byID[CredentialID(token)]
+		c.mu.RUnlock()
+		if !taken {
 			break
 		}
 	}
@@ -142,7 +148,10 @@ func (c *Credentials) Issue(org, worker string, methods []string) (string, Crede
 	if err := c.store(cr); err != nil {
 		return "", Credential{}, err
 	}
-	if err := c.index(cr); err != nil {
+	c.mu.Lock()
+	err = c.index(cr)
+	c.mu.Unlock()
+	if err != nil {
 		return "", Credential{}, err
 	}
 	c.signal()
@@ -153,9 +162,11 @@ func (c *Credentials) Issue(org, worker string, methods []string) (string, Crede
 // every allow-list and is refused from then on, with reason revoked.
 // Revoking twice changes nothing.
 func (c *Credentials) Revoke(id string) (Credential, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.mu.RLock()
 	cr, ok := c.byID[id]
+	c.mu.RUnlock()
 	if !ok {
 		return Credential{}, fmt.Errorf("credential %.20s: %w", id, ErrCredentialNotFound)
 	}
@@ -169,7 +180,10 @@ func (c *Credentials) Revoke(id string) (Credential, error) {
 	if err := c.store(&next); err != nil {
 		return Credential{}, err
 	}
-	if err := c.index(&next); err != nil {
+	c.mu.Lock()
+	err := c.index(&next)
+	c.mu.Unlock()
+	if err != nil {
 		return Credential{}, err
 	}
 	c.signal()
@@ -222,7 +236,7 @@ func (c *Credentials) List(keep func(Credential) bool) []Credential {
 	return out
 }
 
-// store writes cr. c.mu must be held.
+// store writes cr. c.writeMu must be held.
 func (c *Credentials) store(cr *Credential) error {
 	buf, err := json.Marshal(cr)
 	if err != nil {
