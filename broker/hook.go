@@ -63,7 +63,6 @@ func (h *authHook) Provides(b byte) bool {
 		mqtt.OnConnect,
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
-		mqtt.OnSessionEstablish,
 		mqtt.OnDisconnect,
 		mqtt.OnSubscribe,
 		mqtt.OnPublish,
@@ -221,29 +220,30 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	return pk, packets.CodeSuccessIgnore
 }
 
-// OnSessionEstablish runs when a login succeeded, before mochi disconnects
-// an older connection with the same client id. Mochi would then publish
-// that connection's will, after the new connection is up: its "offline"
-// would overwrite the new retained "online". The device is back, so the
-// old will is dropped (MQTT 5 [MQTT-3.1.4-3] would publish it).
-func (h *authHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
-	old, ok := h.srv.Clients.Get(cl.ID)
-	if !ok || old == cl {
-		return
-	}
-	if atomic.SwapUint32(&old.Properties.Will.Flag, 0) == 1 {
-		h.log.Debug("dropped the will of a replaced connection", "client", clip(cl.ID),
-			"remote", old.Net.Remote)
-	}
-}
-
-// OnWill drops every will once the broker shuts down: the devices did not
-// go away, the broker did, and retained "offline" statuses for the whole
-// fleet would greet the controller after the restart. Mochi publishes
-// whatever will this returns; one with no topic reaches no subscriber and
-// is not retained.
-func (h *authHook) OnWill(_ *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+// OnWill drops two kinds of will, and passes every other.
+//
+// The will of a replaced connection: when a device reconnects with the same
+// client id while its old connection lingers (half-open), mochi disconnects
+// the old one after the new one is up and then publishes the old one's will,
+// whose "offline" would overwrite the new retained "online". The device is
+// back, so that will is dropped (MQTT 5 [MQTT-3.1.4-3] would publish it).
+// The newest login per client id is in h.peers, recorded before mochi takes
+// the old session over; the old client's own fields are never written, as
+// mochi writes them without synchronisation.
+//
+// Every will once the broker shuts down: the devices did not go away, the
+// broker did, and retained "offline" statuses for the whole fleet would
+// greet the controller after the restart.
+//
+// Mochi publishes whatever will this returns; one with no topic reaches no
+// subscriber and is not retained.
+func (h *authHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if h.stopping.Load() {
+		return mqtt.Will{}, nil
+	}
+	if e := h.lookup(cl); e != nil && e.cl != cl {
+		h.log.Debug("dropped the will of a replaced connection", "client", clip(cl.ID),
+			"remote", cl.Net.Remote)
 		return mqtt.Will{}, nil
 	}
 	return will, nil
