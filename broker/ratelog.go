@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"log/slog"
 	"sync"
 	"time"
@@ -113,11 +114,35 @@ func (h *limitHandler) Handle(ctx context.Context, r slog.Record) error {
 	if !ok {
 		return nil
 	}
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(safeAttr(a))
+		return true
+	})
 	if suppressed > 0 {
-		r = r.Clone()
-		r.AddAttrs(slog.Int("suppressed", suppressed))
+		out.AddAttrs(slog.Int("suppressed", suppressed))
 	}
-	return h.next.Handle(ctx, r)
+	return h.next.Handle(ctx, out)
+}
+
+// safeAttr keeps a packet that mochi logs whole out of the log: it holds
+// a CONNECT's password (a device secret) and may hold a payload of tens of
+// kilobytes. What is left says what the packet was.
+func safeAttr(a slog.Attr) slog.Attr {
+	pk, ok := a.Value.Any().(packets.Packet)
+	if !ok {
+		if p, isPtr := a.Value.Any().(*packets.Packet); isPtr && p != nil {
+			pk, ok = *p, true
+		}
+	}
+	if !ok {
+		return a
+	}
+	return slog.Group(a.Key,
+		slog.Int("type", int(pk.FixedHeader.Type)),
+		slog.String("topic", clip(pk.TopicName)),
+		slog.Int("payload_bytes", len(pk.Payload)),
+	)
 }
 
 // WithAttrs implements slog.Handler.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 func TestLimiter(t *testing.T) {
@@ -86,5 +88,23 @@ func TestMochiLoggerLevelAndRate(t *testing.T) {
 	if !strings.Contains(lines[2], "suppressed=9") || !strings.Contains(lines[2], "part=mqtt") ||
 		!strings.Contains(lines[2], "listener=tcp") {
 		t.Errorf("last line %q lacks the suppressed count or attributes", lines[2])
+	}
+}
+
+// TestMochiLoggerKeepsSecretsOut: a packet mochi logs whole (with a
+// CONNECT's password) reaches the log as its type and topic only.
+func TestMochiLoggerKeepsSecretsOut(t *testing.T) {
+	var buf bytes.Buffer
+	log := mochiLogger(slog.New(slog.NewTextHandler(&buf, nil)), time.Now)
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
+		Connect: packets.ConnectParams{Password: []byte("s3cret-s3cret"), Username: []byte("ys-001-ac")},
+		Payload: bytes.Repeat([]byte("x"), 60000)}
+	log.Warn("error processing packet", "error", "second connect", "pk", pk)
+	out := buf.String()
+	if strings.Contains(out, "s3cret") || strings.Contains(out, "115 51 99") || len(out) > 500 {
+		t.Fatalf("log line leaks the packet (%d bytes): %.300s", len(out), out)
+	}
+	if !strings.Contains(out, "pk.type=1") || !strings.Contains(out, "payload_bytes=60000") {
+		t.Fatalf("log line lost what the packet was: %s", out)
 	}
 }
