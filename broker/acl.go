@@ -21,6 +21,7 @@ const (
 	reasonRetained    = "retained"       // retained on a channel that is never retained
 	reasonRetainedCmd = "retained_cmd"   // retained command
 	reasonTooLarge    = "too_large"      // packet over MaxPacketBytes
+	reasonLoginBusy   = "login_busy"     // another login with the same id did not finish in time
 )
 
 // Actions are the action label of waystation_broker_denied_total.
@@ -34,7 +35,7 @@ const (
 // series exist at zero from the start.
 var deniedLabels = map[string][]string{
 	actionConnect: {reasonAnonymous, reasonUnknown, reasonBadSecret, reasonClientID,
-		reasonWill, reasonCredentials, reasonTooLarge},
+		reasonWill, reasonCredentials, reasonTooLarge, reasonLoginBusy},
 	actionPublish: {reasonTopic, reasonForeign, reasonChannel, reasonRetained,
 		reasonRetainedCmd, reasonTooLarge},
 	actionSubscribe: {reasonTopic, reasonForeign, reasonChannel},

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -35,6 +36,12 @@ type authHook struct {
 	// successful login. A new login with the same id replaces the entry;
 	// the old connection's disconnect then leaves it alone.
 	peers sync.Map // string → *peerEntry
+
+	// gate lets one login per client id through at a time, from a good
+	// password to the session being in place; leave holds each admitted
+	// client's way out of it.
+	gate  loginGate
+	leave sync.Map // *mqtt.Client → func()
 }
 
 type peerEntry struct {
@@ -63,6 +70,7 @@ func (h *authHook) Provides(b byte) bool {
 		mqtt.OnConnect,
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
+		mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect,
 		mqtt.OnSubscribe,
 		mqtt.OnPublish,
@@ -111,8 +119,74 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		}
 	}
 
+	// Mochi's take-over of an older session with the same client id is not
+	// atomic: two logins at once both find no session, both add theirs,
+	// and the one left out lingers, deaf, until it disconnects and takes
+	// the other's subscriptions with it. Logins per id go one at a time.
+	leave, ok := h.gate.enter(cl.ID, loginWait)
+	if !ok {
+		h.refuse(cl, &p, actionConnect, reasonLoginBusy)
+		return false
+	}
+	timer := time.AfterFunc(loginWait, leave) // mochi may fail before the session is up
+	h.leave.Store(cl, func() { timer.Stop(); leave() })
+
 	h.peers.Store(cl.ID, &peerEntry{cl: cl, peer: p})
 	return true
+}
+
+// loginWait bounds how long a login waits for another with the same id.
+const loginWait = 5 * time.Second
+
+// OnSessionEstablished lets the next login with the same client id in.
+func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.leaveGate(cl)
+}
+
+func (h *authHook) leaveGate(cl *mqtt.Client) {
+	if f, ok := h.leave.LoadAndDelete(cl); ok {
+		f.(func())()
+	}
+}
+
+// loginGate admits one holder per key at a time.
+type loginGate struct {
+	mu   sync.Mutex               // guards busy
+	busy map[string]chan struct{} // closed when the holder leaves
+}
+
+// enter waits up to wait for key to be free and takes it. leave frees it;
+// calling leave again does nothing.
+func (g *loginGate) enter(key string, wait time.Duration) (leave func(), ok bool) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		g.mu.Lock()
+		if g.busy == nil {
+			g.busy = map[string]chan struct{}{}
+		}
+		held, busy := g.busy[key]
+		if !busy {
+			mine := make(chan struct{})
+			g.busy[key] = mine
+			g.mu.Unlock()
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					g.mu.Lock()
+					delete(g.busy, key)
+					g.mu.Unlock()
+					close(mine)
+				})
+			}, true
+		}
+		g.mu.Unlock()
+		select {
+		case <-held:
+		case <-deadline.C:
+			return nil, false
+		}
+	}
 }
 
 // authenticate returns who user is, or the reason (and any error) for
@@ -252,6 +326,7 @@ func (h *authHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 // OnDisconnect counts a connection dropped for an oversize packet and
 // forgets the client's identity.
 func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	h.leaveGate(cl)
 	e := h.lookup(cl)
 	if errors.Is(err, packets.ErrPacketTooLarge) {
 		var p *peer
