@@ -96,7 +96,10 @@ type apiFunc func(w http.ResponseWriter, r *http.Request, op Operator)
 // f checks the scope of what the call touches.
 func (a *API) handle(pattern string, perm Permission, f apiFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		token, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !bearer {
+			token = ""
+		}
 		op, err := a.o.Operators.Lookup(strings.TrimSpace(token))
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="waystation"`)
@@ -288,6 +291,9 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 // strictJSON decodes a request body, refusing unknown fields so a typo in a
 // field name is an error, not a silently missing value.
 func strictJSON(body []byte, v any) error {
+	if strings.TrimSpace(string(body)) == "null" {
+		return errors.New("bad JSON body: null")
+	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

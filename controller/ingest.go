@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,10 @@ type IngestOptions struct {
 	Shards int
 	// QueueDepth is the capacity of each shard's queue. Default 16384.
 	QueueDepth int
+	// QueueBytes bounds the payload bytes waiting in all queues together, so
+	// a few devices sending large messages fast cannot take the memory.
+	// Default 64 MiB.
+	QueueBytes int64
 	// InvalidLogEvery bounds logging of refused messages to one line per
 	// device per interval. Default one minute.
 	InvalidLogEvery time.Duration
@@ -60,6 +65,7 @@ type Ingest struct {
 
 	observers []func(Observation)
 	ready     chan struct{} // closed once every subscription is made
+	queued    atomic.Int64  // bytes waiting in the queues
 }
 
 // Observation is a valid message after it updated the twin; later stages
@@ -94,6 +100,9 @@ func NewIngest(o IngestOptions) (*Ingest, error) {
 	}
 	if o.QueueDepth <= 0 {
 		o.QueueDepth = 16384
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 64 << 20
 	}
 	if o.InvalidLogEvery <= 0 {
 		o.InvalidLogEvery = time.Minute
@@ -130,6 +139,13 @@ func NewIngest(o IngestOptions) (*Ingest, error) {
 		Name: "waystation_devices_online",
 		Help: "Devices whose twin says online.",
 	}, func() float64 { return float64(o.Twins.Online()) })
+	queuedBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "waystation_ingest_queue_bytes",
+		Help: "Payload bytes waiting in the ingest queues.",
+	}, func() float64 { return float64(in.queued.Load()) })
+	if err := o.Registerer.Register(queuedBytes); err != nil {
+		return nil, fmt.Errorf("register ingest metrics: %w", err)
+	}
 	in.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "waystation_ingest_seconds",
 		Help:    "Time from a message's arrival to its twin being updated.",
@@ -198,15 +214,20 @@ func (in *Ingest) Run(ctx context.Context) error {
 func (in *Ingest) enqueue(topic string, payload []byte, retained bool) {
 	m := inbound{topic: topic, payload: payload, retained: retained, at: in.o.Now()}
 	q := in.shards[in.shard(topic)]
-	select {
-	case q <- m:
-	default:
-		ch := "unknown"
-		if t, err := schemas.ParseTopic(topic); err == nil {
-			ch = string(t.Channel)
+	size := m.size()
+	if in.queued.Add(size) <= in.o.QueueBytes {
+		select {
+		case q <- m:
+			return
+		default:
 		}
-		in.messages.WithLabelValues(ch, ResultDropped).Inc()
 	}
+	in.queued.Add(-size)
+	ch := "unknown"
+	if t, err := schemas.ParseTopic(topic); err == nil {
+		ch = string(t.Channel)
+	}
+	in.messages.WithLabelValues(ch, ResultDropped).Inc()
 }
 
 // shard picks the queue of the device a topic belongs to.
@@ -225,18 +246,32 @@ func (in *Ingest) shard(topic string) int {
 	return int(maphash.String(in.seed, topic[:end]) % uint64(len(in.shards)))
 }
 
+// work handles a queue's messages until ctx ends, then what is left in it:
+// the broker acknowledged those messages, so they are not dropped on a
+// clean stop.
 func (in *Ingest) work(ctx context.Context, q chan inbound) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			for {
+				select {
+				case m := <-q:
+					in.handle(m)
+				default:
+					return
+				}
+			}
 		case m := <-q:
 			in.handle(m)
 		}
 	}
 }
 
+// size is what a queued message costs, roughly: its bytes and the entry.
+func (m inbound) size() int64 { return int64(len(m.topic) + len(m.payload) + 64) }
+
 func (in *Ingest) handle(m inbound) {
+	defer in.queued.Add(-m.size())
 	t, err := schemas.ParseTopic(m.topic)
 	if err != nil {
 		// The broker's ACL keeps these out; an external broker may not.

@@ -236,3 +236,70 @@ func TestIngestDropsWhenFullNeverBlocks(t *testing.T) {
 		t.Fatalf("depth %d", in.QueueDepth())
 	}
 }
+
+// TestIngestBoundsQueuedBytes: large messages are dropped once the byte
+// budget is spent, however many the queues could hold.
+func TestIngestBoundsQueuedBytes(t *testing.T) {
+	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reg, _ := devices.NewRegistry(db, devices.RegistryOptions{})
+	twins, _ := devices.NewTwins(db, devices.TwinsOptions{})
+	b, _ := broker.New(broker.Options{Registerer: prometheus.NewRegistry()})
+	in, err := NewIngest(IngestOptions{Bus: b.Bus(), Registry: reg, Twins: twins, Shards: 1,
+		QueueDepth: 1000, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry)
+	big := make([]byte, 60<<10)
+	for range 40 {
+		in.enqueue(topic, big, false)
+	}
+	if n := in.QueueDepth(); n != 17 { // 17 × (60 KiB + topic + 64) ≤ 1 MiB < 18 ×
+		t.Fatalf("%d queued, want 17", n)
+	}
+	if got := testutil.ToFloat64(in.messages.WithLabelValues("telemetry", ResultDropped)); got != 23 {
+		t.Fatalf("dropped %v, want 23", got)
+	}
+	if q := in.queued.Load(); q > 1<<20 {
+		t.Fatalf("%d bytes queued over the budget", q)
+	}
+}
+
+// TestIngestDrainsOnStop: messages already queued when ingest stops are
+// handled, not dropped: the broker acknowledged them.
+func TestIngestDrainsOnStop(t *testing.T) {
+	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reg, _ := devices.NewRegistry(db, devices.RegistryOptions{})
+	twins, _ := devices.NewTwins(db, devices.TwinsOptions{})
+	reg.AddStation(devices.Station{ID: "ys-001", Name: "A", Lat: 32.6, Lon: 116.3, Hours: "24h"})
+	if _, _, err := reg.AddDevice(devices.Device{ID: "ys-001-ac", Station: "ys-001",
+		Kind: schemas.KindAC}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := broker.New(broker.Options{Registerer: prometheus.NewRegistry()})
+	in, err := NewIngest(IngestOptions{Bus: b.Bus(), Registry: reg, Twins: twins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry)
+	for i := 1; i <= 50; i++ {
+		in.enqueue(topic, fmt.Appendf(nil,
+			`{"power":true,"mode":"cool","setpoint_c":26,"room_c":28,"seq":%d}`, i), false)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // stopped before the workers ever ran
+	if err := in.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tw, _ := twins.Get("ys-001-ac"); tw.Seq != 50 || tw.Messages != 50 {
+		t.Fatalf("after stop: seq %d, messages %d; want 50, 50", tw.Seq, tw.Messages)
+	}
+}

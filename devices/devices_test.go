@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,6 +54,12 @@ func TestStationValidate(t *testing.T) {
 		{"lon", func(s *Station) { s.Lon = -181 }, false},
 		{"hours", func(s *Station) { s.Hours = "24:00-06:00" }, false},
 		{"hours word", func(s *Station) { s.Hours = "always" }, false},
+		{"name of 128", func(s *Station) { s.Name = strings.Repeat("站", 128) }, true},
+		{"name of 129", func(s *Station) { s.Name = strings.Repeat("站", 129) }, false},
+		{"escape in name", func(s *Station) { s.Name = "Rest\x1b[2J" }, false},
+		{"address over lines", func(s *Station) { s.Address = "12 Renmin Rd\nYingshang" }, true},
+		{"NUL in address", func(s *Station) { s.Address = "12\x00" }, false},
+		{"long org", func(s *Station) { s.Org = strings.Repeat("o", 65) }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := station

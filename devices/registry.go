@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -50,6 +52,16 @@ func (s *Station) Validate() error {
 		return fmt.Errorf("%w: station id %q is reserved for alert topics", ErrInvalid, s.ID)
 	case strings.TrimSpace(s.Name) == "":
 		return fmt.Errorf("%w: station %s: name is empty", ErrInvalid, s.ID)
+	case !plainText(s.Name, 128):
+		return fmt.Errorf("%w: station %s: name: at most 128 characters, no control characters",
+			ErrInvalid, s.ID)
+	case !plainText(strings.NewReplacer("\n", " ", "\r", " ", "\t", " ").Replace(s.Address), 256):
+		// An address may run over lines; other control characters are out.
+		return fmt.Errorf("%w: station %s: address: at most 256 characters, no control characters",
+			ErrInvalid, s.ID)
+	case !plainText(s.Org, 64):
+		return fmt.Errorf("%w: station %s: org: at most 64 characters, no control characters",
+			ErrInvalid, s.ID)
 	case math.IsNaN(s.Lat) || s.Lat < -90 || s.Lat > 90:
 		return fmt.Errorf("%w: station %s: latitude %v outside -90..90", ErrInvalid, s.ID, s.Lat)
 	case math.IsNaN(s.Lon) || s.Lon < -180 || s.Lon > 180:
@@ -79,10 +91,27 @@ func (d *Device) Validate() error {
 	case !d.Kind.Valid():
 		return fmt.Errorf("%w: device %s: unknown kind %q (want lock, ac, charger or aed)",
 			ErrInvalid, d.ID, d.Kind)
+	case !plainText(d.Model, 64) || !plainText(d.Firmware, 64):
+		return fmt.Errorf("%w: device %s: model and firmware: at most 64 characters, "+
+			"no control characters", ErrInvalid, d.ID)
 	case d.IntervalS < 0 || d.IntervalS > 86400:
 		return fmt.Errorf("%w: device %s: interval %ds outside 0..86400", ErrInvalid, d.ID, d.IntervalS)
 	}
 	return nil
+}
+
+// plainText reports whether s is valid UTF-8 of at most max characters
+// with no control characters: it is shown in tables, pages and logs.
+func plainText(s string, max int) bool {
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > max {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // storedDevice is a device as kept in bbolt, with its secret hash.
@@ -185,6 +214,9 @@ func (r *Registry) AddStation(s Station) (Station, error) {
 
 // AddStations stores several new stations in one transaction: all or none.
 func (r *Registry) AddStations(list []Station) error {
+	if len(list) == 0 {
+		return fmt.Errorf("%w: no stations in the list", ErrInvalid)
+	}
 	seen := map[string]bool{}
 	for i := range list {
 		if err := list[i].Validate(); err != nil {

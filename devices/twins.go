@@ -249,8 +249,11 @@ func (t *Twins) ApplyTelemetry(d Device, m schemas.Telemetry, at time.Time) (boo
 	if tw.Online {
 		return false, nil
 	}
-	// A device that reports is present, whatever its last status said.
+	// A device that reports is present, whatever its last status said. Its
+	// connection is not known (its status was lost or refused), so the
+	// next will, whatever its conn, counts.
 	tw.Online = true
+	tw.Conn = ""
 	tw.ConnectedSince = at
 	tw.OfflineSince = time.Time{}
 	return true, nil

@@ -103,4 +103,10 @@ func TestTwinsFlushAndReload(t *testing.T) {
 	if tw.Online() != 1 {
 		t.Fatalf("online %d", tw.Online())
 	}
+
+	// Back online through telemetry, on a connection whose status never
+	// arrived: that connection's will must still take it offline.
+	if got := tw.ApplyStatus(ac, schemas.Status{Kind: schemas.KindAC, Conn: "y"}, at.Add(3*time.Minute)); got != PresenceOffline {
+		t.Fatalf("will after telemetry-only reconnect: %v, want offline", got)
+	}
 }

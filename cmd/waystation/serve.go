@@ -264,9 +264,11 @@ func (s *server) run(ctx context.Context) error {
 	}
 	s.httpLn = ln
 	s.log.Info("http listening", "addr", ln.Addr().String())
-	hs := &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
+	// No write timeout: a live event stream is a response that lasts.
+	hs := &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 
-	// Devices stop before the controller, the controller before the broker.
+	// Devices stop first, then the broker, then the controller.
 	ctrlCtx, stopCtrl := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCtrl()
 	ctrl, ctrlCtx := errgroup.WithContext(ctrlCtx)
@@ -308,6 +310,12 @@ func (s *server) run(ctx context.Context) error {
 	}
 	stopDevs()
 	derr := devs.Wait()
+
+	// The broker stops taking messages before the controller stops, so what
+	// the broker acknowledged is still handled: ingest drains its queues.
+	if err := s.mqtt.Close(); err != nil {
+		s.log.Error("close broker", "err", err)
+	}
 	stopCtrl()
 	cerr := ctrl.Wait()
 	s.log.Info("stopped")
