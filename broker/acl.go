@@ -22,6 +22,7 @@ const (
 	reasonRetainedCmd = "retained_cmd"   // retained command
 	reasonTooLarge    = "too_large"      // packet over MaxPacketBytes
 	reasonLoginBusy   = "login_busy"     // another login with the same id did not finish in time
+	reasonStarting    = "starting"       // logins were held for longer than a login may wait
 )
 
 // Actions are the action label of waystation_broker_denied_total.
@@ -35,7 +36,7 @@ const (
 // series exist at zero from the start.
 var deniedLabels = map[string][]string{
 	actionConnect: {reasonAnonymous, reasonUnknown, reasonBadSecret, reasonClientID,
-		reasonWill, reasonCredentials, reasonTooLarge, reasonLoginBusy},
+		reasonWill, reasonCredentials, reasonTooLarge, reasonLoginBusy, reasonStarting},
 	actionPublish: {reasonTopic, reasonForeign, reasonChannel, reasonRetained,
 		reasonRetainedCmd, reasonTooLarge},
 	actionSubscribe: {reasonTopic, reasonForeign, reasonChannel},

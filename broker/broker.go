@@ -107,6 +107,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for log rate limits; nil means time.Now.
 	Now func() time.Time
+	// HoldLogins makes logins wait (up to 5 s each) until OpenLogins, so
+	// the controller can subscribe before the first device publishes: a
+	// message acknowledged before anyone subscribed would be lost.
+	HoldLogins bool
 }
 
 // Broker is an MQTT broker for devices and the controller.
@@ -268,7 +272,8 @@ func (b *Broker) Close() error {
 func (b *Broker) shutdown() {
 	b.closed.Store(true)
 	b.hook.stopping.Store(true)
-	_ = b.srv.Close() // always nil
+	b.hook.openLogins() // a held login ends with its connection
+	_ = b.srv.Close()   // always nil
 	b.metrics.unregister()
 }
 
@@ -313,6 +318,10 @@ func (b *Broker) wsAddrLocked() string {
 	}
 	return b.ws.Address()
 }
+
+// OpenLogins lets held logins through (see Options.HoldLogins). Calling it
+// again does nothing.
+func (b *Broker) OpenLogins() { b.hook.openLogins() }
 
 // Bus returns a new in-process client onto this broker. Each Bus keeps its
 // own subscriptions, which its Close removes. Subscribe after Start to be

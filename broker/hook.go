@@ -42,6 +42,10 @@ type authHook struct {
 	// client's way out of it.
 	gate  loginGate
 	leave sync.Map // *mqtt.Client → func()
+
+	// open is closed when logins may proceed (Options.HoldLogins).
+	open     chan struct{}
+	openOnce sync.Once
 }
 
 type peerEntry struct {
@@ -50,7 +54,7 @@ type peerEntry struct {
 }
 
 func newAuthHook(srv *mqtt.Server, o Options, m *metrics) *authHook {
-	return &authHook{
+	h := &authHook{
 		srv:     srv,
 		creds:   o.Credentials,
 		ctrl:    o.ControllerUser,
@@ -58,8 +62,16 @@ func newAuthHook(srv *mqtt.Server, o Options, m *metrics) *authHook {
 		metrics: m,
 		log:     o.Logger,
 		lim:     newLimiter(o.Now),
+		open:    make(chan struct{}),
 	}
+	if !o.HoldLogins {
+		h.openLogins()
+	}
+	return h
 }
+
+// openLogins lets logins through; it may be called more than once.
+func (h *authHook) openLogins() { h.openOnce.Do(func() { close(h.open) }) }
 
 // ID implements mqtt.Hook.
 func (h *authHook) ID() string { return "waystation-auth" }
@@ -100,6 +112,19 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // will (published by the broker on the client's behalf) names a topic the
 // client may publish.
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	select {
+	case <-h.open:
+	default:
+		wait := time.NewTimer(loginWait)
+		defer wait.Stop()
+		select {
+		case <-h.open:
+		case <-wait.C:
+			h.refuse(cl, nil, actionConnect, reasonStarting)
+			return false
+		}
+	}
+
 	user := string(pk.Connect.Username)
 	p, reason, err := h.authenticate(user, pk.Connect.Password)
 	if reason != "" {

@@ -3,6 +3,7 @@ package broker
 import (
 	"sync"
 	"testing"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
@@ -68,5 +69,30 @@ func TestConcurrentLoginsLeaveOneSession(t *testing.T) {
 			c.Disconnect(0)
 		}
 		eventually(t, "all gone", func() bool { return connected() == 0 })
+	}
+}
+
+// TestHeldLoginsWaitForOpen: with HoldLogins, a device's login completes
+// only once OpenLogins is called.
+func TestHeldLoginsWaitForOpen(t *testing.T) {
+	e := start(t, func(o *Options) { o.HoldLogins = true })
+	done := make(chan error, 1)
+	go func() {
+		_, err := dial(t, e.url(), "ac-1", "ac-1", fleet["ac-1"].secret, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("login finished before logins opened: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	e.b.OpenLogins()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("login still held after OpenLogins")
 	}
 }

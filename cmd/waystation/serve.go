@@ -177,6 +177,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		Credentials:    registryCredentials{s.devs},
 		Logger:         log.With("component", "broker"),
 		Registerer:     s.reg,
+		HoldLogins:     true, // until ingest has subscribed
 	})
 	if err != nil {
 		return nil, err
@@ -293,6 +294,7 @@ func (s *server) run(ctx context.Context) error {
 	case <-s.in.Ready():
 	case <-ctrlCtx.Done():
 	}
+	s.mqtt.OpenLogins()
 
 	devCtx, stopDevs := context.WithCancel(ctx)
 	defer stopDevs()
