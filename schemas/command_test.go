@@ -24,6 +24,7 @@ func TestCommandValidate(t *testing.T) {
 		{"slot uint8", Command{ID: "c_1", Name: CmdChargerSlot,
 			Args: map[string]any{"slot": uint8(64), "on": false}, ExpiresAt: exp}, ""},
 		{"reboot", Command{Meta: Meta{TS: 1, Seq: 2}, ID: "r", Name: CmdReboot, ExpiresAt: exp}, ""},
+		{"ping", Command{ID: "p", Name: CmdPing, ExpiresAt: exp}, ""},
 		{"no id", Command{Name: CmdReboot, ExpiresAt: exp}, "id"},
 		{"no expiry", Command{ID: "r", Name: CmdReboot}, "expires_at"},
 		{"negative ts", Command{Meta: Meta{TS: -1}, ID: "r", Name: CmdReboot, ExpiresAt: exp}, "ts"},

@@ -208,10 +208,15 @@ const (
 	CmdLockMode    = "lock.mode"
 	CmdChargerSlot = "charger.slot"
 	CmdReboot      = "device.reboot"
+	// CmdPing changes nothing: the device answers and sends its telemetry
+	// at once. The conformance probe uses it to see that a device answers,
+	// in time, and at most once per command id.
+	CmdPing = "device.ping"
 )
 
 // CommandNames lists the commands of the contract.
-var CommandNames = []string{CmdACSet, CmdLockUnlock, CmdLockMode, CmdChargerSlot, CmdReboot}
+var CommandNames = []string{CmdACSet, CmdLockUnlock, CmdLockMode, CmdChargerSlot, CmdReboot,
+	CmdPing}
 
 // MaxUnlockS is the longest a door may be unlocked by one command or one
 // access response, seconds.

@@ -41,6 +41,7 @@ func (d *Device) command(ctx context.Context, s *session, payload []byte) (bool,
 //     is sent again, so a platform that retries because it lost the answer
 //     gets it (this holds even after the command expired);
 //   - an invalid command is refused with ok false;
+//   - device.ping changes nothing, and is answered with the telemetry;
 //   - a command past its expires_at, by the device clock, is dropped with no
 //     answer and no effect, and its id is not remembered;
 //   - anything else is carried out and answered.
@@ -58,7 +59,7 @@ func (d *Device) execute(now time.Time, payload []byte) (
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if prev, ok := d.answered[id]; ok {
+	if prev, ok := d.answered[id]; ok && !d.opts.Break.RepeatCommands {
 		d.log.Debug("repeated command answered again", "command", id)
 		return prev, true, false, false
 	}
@@ -67,7 +68,7 @@ func (d *Device) execute(now time.Time, payload []byte) (
 		d.remember(res)
 		return res, true, false, false
 	}
-	if cmd.ExpiresAt > 0 && now.UnixMilli() > cmd.ExpiresAt {
+	if cmd.ExpiresAt > 0 && now.UnixMilli() > cmd.ExpiresAt && !d.opts.Break.ExpiredCommands {
 		d.log.Debug("expired command dropped", "command", id, "name", cmd.Name,
 			"late", now.Sub(time.UnixMilli(cmd.ExpiresAt)))
 		return res, false, false, false
@@ -75,9 +76,12 @@ func (d *Device) execute(now time.Time, payload []byte) (
 
 	d.advance(now)
 	res = schemas.CommandResult{ID: id, OK: true}
-	if cmd.Name == schemas.CmdReboot {
+	switch cmd.Name {
+	case schemas.CmdReboot:
 		reboot = true
-	} else {
+	case schemas.CmdPing:
+		changed = true // nothing to do but show the state
+	default:
 		evs, err := d.model.command(now, cmd)
 		d.queueLocked(evs...)
 		if err != nil {

@@ -93,6 +93,10 @@ type DeviceOptions struct {
 	// time.
 	AccessTimeout time.Duration
 
+	// Break makes the device misbehave on purpose; the zero value is a
+	// device that keeps the contract.
+	Break Break
+
 	// Tokens are credential tokens the platform issued for the workers of
 	// this device's station: the first workers present these instead of
 	// tokens of the simulator's own, and are the ones the terminal's
@@ -103,6 +107,17 @@ type DeviceOptions struct {
 	// and every command or access answer it receives. It is called from
 	// the device's goroutines and must not block.
 	Trace func(sent bool, topic string, payload []byte)
+}
+
+// Break lists ways a device can break the contract, so the conformance
+// probe can be shown to catch each of them.
+type Break struct {
+	NoWill          bool // connect without a last will
+	StatusNotKept   bool // publish the status without the retain flag
+	BadTelemetry    bool // send telemetry whose seq is a string
+	WrongInterval   bool // report three times less often than the status says
+	RepeatCommands  bool // carry out a repeated command id again, with a new answer
+	ExpiredCommands bool // carry out commands past their expiry
 }
 
 // Protocol figures. Network timing runs on the system's monotonic clock:
@@ -459,6 +474,9 @@ func (d *Device) connect(ctx context.Context) (*session, error) {
 	}
 
 	var lostOnce sync.Once
+	if d.opts.Break.NoWill {
+		will = nil
+	}
 	o := mqtt.NewClientOptions().
 		AddBroker(d.opts.Broker).
 		SetClientID(d.spec.Device).
@@ -472,11 +490,13 @@ func (d *Device) connect(ctx context.Context) (*session, error) {
 		SetAutoReconnect(false). // Run reconnects, with a new connection id and will each time
 		SetConnectRetry(false).
 		SetTLSConfig(d.opts.TLS).
-		SetBinaryWill(d.topic(schemas.ChannelStatus), will, qos, true).
 		SetCustomOpenConnectionFn(d.dialer(ctx, s)).
 		SetConnectionLostHandler(func(mqtt.Client, error) {
 			lostOnce.Do(func() { close(s.lost) })
 		})
+	if will != nil {
+		o.SetBinaryWill(d.topic(schemas.ChannelStatus), will, qos, true)
+	}
 	s.client = mqtt.NewClient(o)
 
 	// Connect may sit waiting for a CONNACK; cutting the network connection
@@ -639,7 +659,11 @@ func (d *Device) serve(ctx context.Context, s *session, boot bool) end {
 			return endLost
 		case <-tick.C:
 			err = d.report(ctx, s)
-			tick.Reset(d.jittered(d.interval()))
+			next := d.jittered(d.interval())
+			if d.opts.Break.WrongInterval {
+				next *= 3
+			}
+			tick.Reset(next)
 		case <-wake.C:
 			err = d.report(ctx, s)
 		case <-d.kick:
@@ -726,7 +750,7 @@ func (d *Device) announce(ctx context.Context, s *session, boot bool) error {
 	if err != nil {
 		return err
 	}
-	if err := d.send(ctx, s, schemas.ChannelStatus, true, st); err != nil {
+	if err := d.send(ctx, s, schemas.ChannelStatus, !d.opts.Break.StatusNotKept, st); err != nil {
 		return err
 	}
 	if boot {
@@ -755,6 +779,9 @@ func (d *Device) report(ctx context.Context, s *session) error {
 	d.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
+	}
+	if d.opts.Break.BadTelemetry {
+		b = breakPayload(b)
 	}
 	return d.send(ctx, s, schemas.ChannelTelemetry, false, b)
 }
@@ -834,7 +861,7 @@ func (d *Device) goOffline(s *session) {
 	defer cancel()
 	b, err := json.Marshal(schemas.Status{Meta: d.meta(), Kind: d.spec.Kind, Conn: s.conn})
 	if err == nil {
-		err = d.send(ctx, s, schemas.ChannelStatus, true, b)
+		err = d.send(ctx, s, schemas.ChannelStatus, !d.opts.Break.StatusNotKept, b)
 	}
 	if err != nil {
 		d.log.Debug("offline status not sent", "err", err)
@@ -853,6 +880,20 @@ func (d *Device) send(ctx context.Context, s *session, ch schemas.Channel, retai
 		d.stats.sent.Add(1)
 	}
 	return err
+}
+
+// breakPayload makes a payload's seq a string, a type the contract refuses.
+func breakPayload(b []byte) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return b
+	}
+	m["seq"] = json.RawMessage(`"one"`)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return b
+	}
+	return out
 }
 
 // trace tells the Trace option about a message.

@@ -16,6 +16,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newSimulateCmd())
+	root.AddCommand(newProbeCmd())
 	root.AddCommand(newCheckCmd())
 	addStationsCmd(root)
 	addDevicesCmd(root)

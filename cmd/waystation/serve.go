@@ -169,6 +169,10 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		log.Info("created the admin operator token; send it as a bearer token", "file", tokenFile)
 	}
 
+	ctrlSecret, err := ensureControllerSecret(filepath.Join(o.data, controllerSecretFile))
+	if err != nil {
+		return nil, err
+	}
 	s.mqtt, err = broker.New(broker.Options{
 		TCPAddr:        o.mqttAddr,
 		WSAddr:         o.wsAddr,
@@ -178,6 +182,9 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		Logger:         log.With("component", "broker"),
 		Registerer:     s.reg,
 		HoldLogins:     true, // until ingest has subscribed
+
+		// The controller's own network login, for tools such as waystation probe.
+		ControllerUser: controllerUser, ControllerSecret: ctrlSecret,
 	})
 	if err != nil {
 		return nil, err
