@@ -274,7 +274,8 @@ func TestLockKeepsThePlatformsAllowList(t *testing.T) {
 	s.Interval = time.Hour
 	listed, unlisted := "wsc_"+strings.Repeat("a", 40), "wsc_"+strings.Repeat("b", 40)
 	sum := sha256.Sum256([]byte(listed))
-	list, _ := json.Marshal(schemas.AccessList{Version: 7, Entries: []string{hex.EncodeToString(sum[:])}})
+	list, _ := json.Marshal(schemas.AccessList{Version: 7,
+		Entries: []string{hex.EncodeToString(sum[:])}})
 	tok := w.client.Publish(schemas.DeviceTopic("ys-001", s.Device, schemas.ChannelAccessList), 1,
 		true, list)
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {

@@ -424,7 +424,8 @@ func TestChargerMainsAndHeat(t *testing.T) {
 // visitDay runs a terminal through a day with no platform answering:
 // every visitor is decided from the allow-list after the request. It
 // returns the events and samples the door each minute.
-func visitDay(t *testing.T, m *lockModel, start time.Time) (evs []schemas.Event, open, unlockedShut int) {
+func visitDay(t *testing.T, m *lockModel, start time.Time) (
+	evs []schemas.Event, open, unlockedShut int) {
 	t.Helper()
 	at := start
 	for i := 0; i < 24*60*12; i++ {
@@ -544,7 +545,8 @@ func TestLockCrowdFollowsTheDay(t *testing.T) {
 	b := newCrowd(3, "ys-001", newClimate(3, shanghai(), "ys-001"), nil)
 	day := time.Date(2025, 7, 1, 0, 0, 0, 0, shanghai())
 	va, vb := a.arrivals(day, day.Add(24*time.Hour)), b.arrivals(day, day.Add(24*time.Hour))
-	if len(va) == 0 || len(va) != len(vb) || va[0] != vb[0] || a.token(va[0].worker) != b.token(vb[0].worker) {
+	if len(va) == 0 || len(va) != len(vb) || va[0] != vb[0] ||
+		a.token(va[0].worker) != b.token(vb[0].worker) {
 		t.Errorf("two devices of one station see different crowds: %d and %d visits", len(va), len(vb))
 	}
 }
@@ -596,7 +598,8 @@ func TestLockAnswersAndAccidents(t *testing.T) {
 	fresh := newLock(newEnv(8, "ys-008"), start)
 	var bursts int
 	for i := range 5 {
-		for _, e := range fresh.decide(at.Add(time.Duration(i)*time.Second), stranger, false, false, 0, "") {
+		when := at.Add(time.Duration(i) * time.Second)
+		for _, e := range fresh.decide(when, stranger, false, false, 0, "") {
 			if e.Type == schemas.EventTooManyFailures {
 				bursts++
 			}

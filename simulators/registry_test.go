@@ -65,7 +65,8 @@ func TestBadRegistryFileNamesTheLine(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ReadRegistry(filepath.Join(t.TempDir(), "none.yaml")); !errors.Is(err, os.ErrNotExist) {
+	_, err := ReadRegistry(filepath.Join(t.TempDir(), "none.yaml"))
+	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a missing file: %v", err)
 	}
 }

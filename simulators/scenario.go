@@ -144,6 +144,7 @@ type ScenarioProblem struct {
 	Reason string
 }
 
+// Error lists the problems one a line, each as file:line: reason.
 func (e *ScenarioError) Error() string {
 	var b strings.Builder
 	for i, p := range e.Problems {
@@ -488,7 +489,8 @@ type scenarioStep struct {
 // clock's start, in the order they happen. An event naming a device or
 // station the fleet lacks, or one no device there can do, is a problem on
 // its line.
-func (sc *Scenario) plan(start time.Time, loc *time.Location, devs []*Device) ([]scenarioStep, error) {
+func (sc *Scenario) plan(start time.Time, loc *time.Location, devs []*Device) (
+	[]scenarioStep, error) {
 	e := &ScenarioError{File: sc.File}
 	byStation := map[string][]*Device{}
 	byID := map[string]*Device{}

@@ -69,7 +69,8 @@ func newSimulateCmd() *cobra.Command {
 		", or a YAML file")
 	f.Int64Var(&o.seed, "seed", 1, "seed of the county and of every simulated value")
 	f.StringVar(&o.timeZone, "tz", "Asia/Shanghai", "time zone of the stations (IANA name)")
-	f.DurationVar(&o.duration, "duration", 0, "stop after this much wall time (default: until interrupted)")
+	f.DurationVar(&o.duration, "duration", 0,
+		"stop after this much wall time (default: until interrupted)")
 	f.DurationVar(&o.progress, "progress", 2*time.Second, "how often to print progress")
 	f.DurationVar(&o.accessTimeout, "access-timeout", 2*time.Second,
 		"how long a door terminal waits for the platform before its allow-list decides")
@@ -206,7 +207,8 @@ func (o *simulateOptions) devices(cmd *cobra.Command, out *syncWriter) ([]simula
 
 // countySpecs turns county stations into device specs with the given
 // secrets (none when secrets is nil: for a broker that lets anyone in).
-func countySpecs(county []simulators.CountyStation, secrets map[string]string) []simulators.DeviceSpec {
+func countySpecs(county []simulators.CountyStation,
+	secrets map[string]string) []simulators.DeviceSpec {
 	var specs []simulators.DeviceSpec
 	for _, st := range county {
 		for _, d := range st.Devices {

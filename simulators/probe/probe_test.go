@@ -233,7 +233,8 @@ func TestProbeWithoutPowerCycleSkipsTheWill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ch, _ := rep.Check(CheckWill); ch.Result != Skip || !strings.Contains(ch.Summary, "--power-cycle") {
+	ch, _ := rep.Check(CheckWill)
+	if ch.Result != Skip || !strings.Contains(ch.Summary, "--power-cycle") {
 		t.Errorf("will check %+v, want a skip that says how to run it", ch)
 	}
 	if rep.Failed() || len(steps) < 3 {
