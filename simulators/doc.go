@@ -30,7 +30,8 @@
 //   - lock: each visitor's credential (an opaque token per worker) goes to
 //     the platform as an access request; the answer opens the door, or, when
 //     none comes in time, the terminal's cache of past answers and its
-//     allow-list decide, and the event says which. Visitors rest and leave;
+//     allow-list decide (the platform's access/list when it sent one), and
+//     the event says which. Visitors rest and leave;
 //     now and then a door is propped open in the heat (door_held), forced
 //     (door_forced), or the bolt jams for a while; the backup battery drains.
 //   - charger: batteries arrive in empty bays, charge along a constant
@@ -41,6 +42,10 @@
 //   - aed: a self-test every night between 02:00 and 04:00 that fails on an
 //     internal fault, a flat battery or pads past their date; the cabinet
 //     follows the weather within what its heater and vents allow.
+//
+// A Scenario scripts what goes wrong and when (see Scenarios for the ones
+// shipped); DeviceOptions.Break makes a device break the contract on
+// purpose, for package probe, the conformance probe, to catch.
 //
 // # Commands
 //
@@ -55,6 +60,7 @@
 //	lock.mode      mode (normal, open, lockdown)
 //	charger.slot   slot (1-based), on (bool)
 //	device.reboot  none; the device answers, goes offline cleanly and boots again
+//	device.ping    none; the device answers and sends its telemetry at once
 //
 // # Time
 //

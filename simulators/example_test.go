@@ -2,6 +2,7 @@ package simulators_test
 
 import (
 	"context"
+	"fmt"
 	"log"
 	"time"
 
@@ -38,6 +39,51 @@ func ExampleNewFleet() {
 			}
 		}
 	}()
+	if err := fleet.Run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// A scenario file is checked whole; each problem names its line.
+func ExampleParseScenario() {
+	_, err := simulators.ParseScenario("night.yaml", []byte(`events:
+  - at: "02:00"
+    station: ys-004
+    do: power_loss
+  - at: "25:00"
+    device: ys-002-aed
+    do: cabinet_open
+`))
+	fmt.Println(err)
+	// Output:
+	// night.yaml:2: event 1: power_loss needs for
+	// night.yaml:5: at "25:00": want HH:MM, +DURATION, or a date and time
+}
+
+// A county's night at sixty times the wall clock, with the bad night
+// played on it.
+func ExampleNewClock() {
+	sc, err := simulators.LoadScenario("bad-night")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var specs []simulators.DeviceSpec
+	for _, st := range simulators.County(9, 1) {
+		for _, d := range st.Devices {
+			specs = append(specs, simulators.DeviceSpec{Station: st.ID, Device: d.ID, Kind: d.Kind})
+		}
+	}
+	fleet, err := simulators.NewFleet(simulators.FleetOptions{
+		Broker:   "tcp://127.0.0.1:1883",
+		Devices:  specs,
+		Clock:    simulators.NewClock(sc.Start, 60),
+		Scenario: sc,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // 00:30 to 05:30
+	defer cancel()
 	if err := fleet.Run(ctx); err != nil {
 		log.Fatal(err)
 	}
