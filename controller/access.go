@@ -92,9 +92,38 @@ type Access struct {
 	latency       prometheus.Histogram
 	publishErrors prometheus.Counter
 
-	mu      sync.Mutex // guards modes and buckets
+	mu      sync.Mutex // guards modes, buckets and recent
 	modes   map[string]string
 	buckets map[string]*tokenBucket
+	recent  map[string]*recentAnswers // by terminal
+}
+
+// recentAnswers remembers a terminal's last answers by request id, so a
+// request sent again (a QoS 1 resend, a retry after a lost answer) gets the
+// same answer without counting a second decision or visit.
+type recentAnswers struct {
+	ids  [recentAnswersN]string
+	next int
+	by   map[string]Decision
+}
+
+// recentAnswersN is how many answers per terminal are remembered.
+const recentAnswersN = 32
+
+// lookup returns the answer already given to request id.
+func (r *recentAnswers) lookup(id string) (Decision, bool) {
+	d, ok := r.by[id]
+	return d, ok
+}
+
+// remember records the answer to request id, forgetting the oldest.
+func (r *recentAnswers) remember(id string, d Decision) {
+	if old := r.ids[r.next]; old != "" {
+		delete(r.by, old)
+	}
+	r.ids[r.next] = id
+	r.next = (r.next + 1) % recentAnswersN
+	r.by[id] = d
 }
 
 // NewAccess builds Access, reads the terminals' modes from their twins and
@@ -124,7 +153,7 @@ func NewAccess(o AccessOptions) (*Access, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &Access{o: o, log: o.Logger.With("component", "access"), modes: map[string]string{},
-		buckets: map[string]*tokenBucket{}}
+		buckets: map[string]*tokenBucket{}, recent: map[string]*recentAnswers{}}
 
 	for _, tw := range o.Twins.All() {
 		var st schemas.LockState
@@ -175,10 +204,24 @@ func (a *Access) Observe(obs Observation) {
 // answer decides, counts the decision (and the visit) and publishes the
 // answer: a terminal that has its answer finds it counted.
 func (a *Access) answer(d devices.Device, req schemas.AccessRequest, at time.Time) {
-	dec := a.Decide(d, req, at)
-	a.decisions.WithLabelValues(dec.Reason).Inc()
-	if dec.Granted && a.o.Visits != nil {
-		a.o.Visits.Visit(d.Station, req.Method, at)
+	a.mu.Lock()
+	recent, ok := a.recent[d.ID]
+	if !ok {
+		recent = &recentAnswers{by: map[string]Decision{}}
+		a.recent[d.ID] = recent
+	}
+	dec, repeat := recent.lookup(req.ID)
+	a.mu.Unlock()
+
+	if !repeat {
+		dec = a.Decide(d, req, at)
+		a.mu.Lock()
+		recent.remember(req.ID, dec)
+		a.mu.Unlock()
+		a.decisions.WithLabelValues(dec.Reason).Inc()
+		if dec.Granted && a.o.Visits != nil {
+			a.o.Visits.Visit(d.Station, req.Method, at)
+		}
 	}
 
 	res := schemas.AccessResponse{Meta: schemas.Meta{TS: a.o.Now().UnixMilli()}, ID: req.ID,

@@ -245,3 +245,41 @@ func (l *lockClient) answer(t testing.TB) schemas.AccessResponse {
 	}
 	return schemas.AccessResponse{}
 }
+
+// TestAccessRepeatedRequestCountsOnce: a request sent again with the same id
+// (a QoS 1 resend, a retry after a lost answer) gets the same answer and is
+// counted once, as a decision and as a visit.
+func TestAccessRepeatedRequestCountsOnce(t *testing.T) {
+	r := newAccessRig(t, rigOptions{})
+	tok, _ := r.issue(t, "org-a")
+	lock := connectLock(t, r, "ys-a-lock")
+
+	for range 3 {
+		lock.ask(t, "req-same", "qr", tok)
+		if res := lock.answer(t); res.ID != "req-same" || !res.Granted {
+			t.Fatalf("answer %+v", res)
+		}
+	}
+	if got := testutil.ToFloat64(r.access.decisions.WithLabelValues(ReasonGranted)); got != 1 {
+		t.Fatalf("granted counted %v times, want once", got)
+	}
+	lock.ask(t, "req-next", "qr", tok)
+	lock.answer(t)
+	if got := testutil.ToFloat64(r.access.decisions.WithLabelValues(ReasonGranted)); got != 2 {
+		t.Fatalf("a new request id counted %v, want 2 in all", got)
+	}
+}
+
+// TestEmptyMethodsRefused: an empty list of methods is an error, not "all".
+func TestEmptyMethodsRefused(t *testing.T) {
+	if _, err := checkMethods([]string{}); err == nil {
+		t.Fatal("empty methods accepted")
+	}
+	if all, err := checkMethods(nil); err != nil || len(all) != 3 {
+		t.Fatalf("methods left out: %v %v", all, err)
+	}
+	r := newAccessRig(t, rigOptions{})
+	if _, err := r.rules.Update("ys-a", "org-a", RulesUpdate{Methods: []string{}}); err == nil {
+		t.Fatal("a station's methods were set to an empty list")
+	}
+}

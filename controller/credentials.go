@@ -281,10 +281,16 @@ func newCredentialToken() (string, error) {
 var AccessMethods = []string{schemas.MethodFace, schemas.MethodNFC, schemas.MethodQR}
 
 // checkMethods validates a list of access methods and returns it in the
-// contract's order without repeats; empty means every method.
+// contract's order without repeats. nil (not given) means every method; an
+// empty list is refused, since "no method" would lock everyone out and "all"
+// would silently lift a restriction.
 func checkMethods(methods []string) ([]string, error) {
-	if len(methods) == 0 {
+	if methods == nil {
 		return slices.Clone(AccessMethods), nil
+	}
+	if len(methods) == 0 {
+		return nil, fmt.Errorf("%w: methods is empty: name at least one of face, nfc, qr, "+
+			"or leave it out for all", ErrInvalidCredential)
 	}
 	for _, m := range methods {
 		if !slices.Contains(AccessMethods, m) {

@@ -192,10 +192,19 @@ func (t *Twins) ApplyStatus(d Device, st schemas.Status, at time.Time) Presence 
 // controller subscribed. It may be old: it sets presence, but it is not a
 // sign of life, so last seen, clock skew and the message count stay as
 // they were.
+//
+// A replayed online status brings an offline device back only when it comes
+// from a connection the twin has not seen, that is when the device
+// reconnected while the controller was away. The status of the connection
+// already found offline (silent, or its will) is old news.
 func (t *Twins) ReplayStatus(d Device, st schemas.Status, at time.Time) Presence {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return applyStatus(t.twin(d), st, at)
+	tw := t.twin(d)
+	if st.Online && !tw.Online && (st.Conn == "" || st.Conn == tw.Conn) {
+		return PresenceSame
+	}
+	return applyStatus(tw, st, at)
 }
 
 func applyStatus(tw *Twin, st schemas.Status, at time.Time) Presence {

@@ -110,3 +110,34 @@ func TestTwinsFlushAndReload(t *testing.T) {
 		t.Fatalf("will after telemetry-only reconnect: %v, want offline", got)
 	}
 }
+
+// TestReplayKeepsAnOfflineDeviceOffline: after a restart, the retained
+// online status of a connection already found offline does not bring the
+// device back; one from a newer connection does.
+func TestReplayKeepsAnOfflineDeviceOffline(t *testing.T) {
+	db, err := OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tw, _ := NewTwins(db, TwinsOptions{})
+	at := time.Date(2026, 7, 17, 2, 0, 0, 0, time.UTC)
+	on := schemas.Status{Online: true, Kind: schemas.KindAC, Conn: "c1"}
+	tw.ApplyStatus(ac, on, at)
+	tw.MarkOffline(ac.ID, at.Add(2*time.Minute)) // went silent
+
+	if got := tw.ReplayStatus(ac, on, at.Add(time.Hour)); got != PresenceSame {
+		t.Fatalf("replay of the silent connection: %v", got)
+	}
+	if got, _ := tw.Get(ac.ID); got.Online {
+		t.Fatal("a replayed old status brought a silent device back online")
+	}
+	if got := tw.ReplayStatus(ac, schemas.Status{Online: true, Kind: schemas.KindAC},
+		at.Add(time.Hour)); got != PresenceSame {
+		t.Fatalf("replay without conn: %v", got)
+	}
+	newer := schemas.Status{Online: true, Kind: schemas.KindAC, Conn: "c2"}
+	if got := tw.ReplayStatus(ac, newer, at.Add(time.Hour)); got != PresenceOnline {
+		t.Fatalf("replay of a newer connection: %v", got)
+	}
+}
