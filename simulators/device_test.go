@@ -116,16 +116,33 @@ func TestFleetAnnouncesReportsAndLeavesCleanly(t *testing.T) {
 		t.Errorf("Connected() = %d after Run returned", n)
 	}
 
-	// A clean stop leaves the offline status of the same connection, retained.
-	after := watch(t, b)
-	eventually(t, 5*time.Second, "retained offline statuses", func() bool {
-		return len(after.of("", schemas.ChannelStatus)) >= len(specs)
-	})
-	for _, s := range specs {
-		sts := after.statuses(s.Device)
-		if len(sts) != 1 || sts[0].Online || sts[0].Conn != conns[s.Device] || sts[0].Kind != s.Kind {
-			t.Errorf("%s: after stop %+v, want offline with conn %s", s.Device, sts, conns[s.Device])
+	// A clean stop leaves the offline status of the same connection,
+	// retained. Mochi scans its retained messages for a new subscriber
+	// without the lock that guards writes (mochi-mqtt/server#200), so a
+	// retained write still settling as the devices leave can make one scan
+	// miss or repeat a message: a fresh subscriber tries again.
+	var problems []string
+	for range 5 {
+		problems = nil
+		after := watch(t, b)
+		eventually(t, 5*time.Second, "retained offline statuses", func() bool {
+			return len(after.of("", schemas.ChannelStatus)) >= len(specs)
+		})
+		for _, s := range specs {
+			sts := after.statuses(s.Device)
+			if len(sts) != 1 || sts[0].Online || sts[0].Conn != conns[s.Device] ||
+				sts[0].Kind != s.Kind {
+				problems = append(problems, fmt.Sprintf("%s: after stop %+v, want offline with "+
+					"conn %s", s.Device, sts, conns[s.Device]))
+			}
 		}
+		after.client.Disconnect(50)
+		if len(problems) == 0 {
+			break
+		}
+	}
+	for _, p := range problems {
+		t.Error(p)
 	}
 }
 

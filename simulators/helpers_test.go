@@ -55,8 +55,26 @@ func startBrokerWith(t *testing.T, hook mochi.Hook, creds *credHook) *broker {
 	if err := srv.Serve(); err != nil {
 		t.Fatalf("serve: %v", err)
 	}
-	t.Cleanup(func() { _ = srv.Close() })
+	t.Cleanup(func() { closeBroker(srv) })
 	return &broker{srv: srv, url: "tcp://" + tcp.Address(), auth: creds}
+}
+
+// closeBroker closes a mochi server without its close deadlock: its TCP
+// listener's Close reads the client list under a read lock taken twice,
+// which hangs when a client leaving at that moment waits for the write
+// lock. So the clients are disconnected, from a copy of the list, and
+// gone, before the listener closes.
+func closeBroker(srv *mochi.Server) {
+	for _, cl := range srv.Clients.GetAll() {
+		if !cl.Closed() {
+			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(srv.Clients.GetAll()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = srv.Close()
 }
 
 // credHook admits a client only with its id as username and client id and
