@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 
 	"github.com/waystation/waystation/devices"
 	"github.com/waystation/waystation/simulators"
@@ -24,7 +27,12 @@ func (s *server) runDemo(ctx context.Context) error {
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
+	tokens, err := s.demoWorkers(county)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	fleet, err := simulators.NewFleet(simulators.FleetOptions{
+		Tokens:   tokens,
 		Broker:   "tcp://" + loopback(s.mqtt.TCPAddr()),
 		Devices:  specs,
 		Seed:     s.o.demoSeed,
@@ -84,4 +92,56 @@ func loopback(addr string) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// demoWorkersPerOrg is how many simulated workers carry a credential of
+// each partner organisation.
+const demoWorkersPerOrg = 12
+
+// demoWorkers gives the simulated workers credentials the platform issued,
+// so their visits at the door terminals are granted and counted. Tokens are
+// stored only as hashes, so the demo keeps them in a file of its own
+// (demo-workers.json, mode 0600) and issues new ones for an organisation
+// whose tokens are missing or no longer valid.
+func (s *server) demoWorkers(county []simulators.CountyStation) (map[string][]string, error) {
+	file := filepath.Join(s.o.data, "demo-workers.json")
+	byOrg := map[string][]string{}
+	if buf, err := os.ReadFile(file); err == nil {
+		if err := json.Unmarshal(buf, &byOrg); err != nil {
+			s.log.Warn("demo workers file unreadable; issuing new credentials", "file", file,
+				"err", err)
+			byOrg = map[string][]string{}
+		}
+	}
+
+	changed := false
+	perStation := map[string][]string{}
+	for _, st := range county {
+		valid := byOrg[st.Org][:0:0]
+		for _, tok := range byOrg[st.Org] {
+			if cr, ok := s.acc.creds.Lookup(tok); ok && cr.Revoked.IsZero() {
+				valid = append(valid, tok)
+			}
+		}
+		for i := len(valid); i < demoWorkersPerOrg; i++ {
+			tok, _, err := s.acc.creds.Issue(st.Org, fmt.Sprintf("demo worker %d", i+1), nil)
+			if err != nil {
+				return nil, err
+			}
+			valid = append(valid, tok)
+			changed = true
+		}
+		byOrg[st.Org] = valid
+		perStation[st.ID] = valid
+	}
+	if changed {
+		buf, err := json.MarshalIndent(byOrg, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(file, buf, 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", file, err)
+		}
+	}
+	return perStation, nil
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -320,6 +322,24 @@ func TestDemoCounty(t *testing.T) {
 		return true
 	})
 	t.Logf("129 stations, %d devices online after %v", len(devs), time.Since(start).Round(time.Millisecond))
+
+	// The simulated workers carry credentials the platform issued, so
+	// their visits can be granted.
+	buf, err := os.ReadFile(filepath.Join(ts.data, "demo-workers.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var byOrg map[string][]string
+	if err := json.Unmarshal(buf, &byOrg); err != nil || len(byOrg) != 21 {
+		t.Fatalf("demo workers of %d organisations, want 21: %v", len(byOrg), err)
+	}
+	for org, tokens := range byOrg {
+		for _, tok := range tokens {
+			if cr, ok := ts.s.acc.creds.Lookup(tok); !ok || cr.Org != org {
+				t.Fatalf("demo worker token of %s not issued by the platform", org)
+			}
+		}
+	}
 }
 
 // TestServeRefusesBadFlags: start-up fails at once with a message saying what
