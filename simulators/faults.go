@@ -20,11 +20,7 @@ func (d *Device) SetFault(code string) error {
 	if !validCode(code) {
 		return fmt.Errorf("%w: fault code %q", ErrArgs, code)
 	}
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*acModel)
-		if !ok {
-			return nil, d.wrongKind("SetFault")
-		}
+	return injectAs(d, "SetFault", func(m *acModel, now time.Time) ([]schemas.Event, error) {
 		return m.setFault(now, code), nil
 	})
 }
@@ -32,11 +28,7 @@ func (d *Device) SetFault(code string) error {
 // Jam seizes a door terminal's bolt: telemetry shows it jammed, nobody gets
 // in, and lock.unlock is refused until Clear.
 func (d *Device) Jam() error {
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*lockModel)
-		if !ok {
-			return nil, d.wrongKind("Jam")
-		}
+	return injectAs(d, "Jam", func(m *lockModel, now time.Time) ([]schemas.Event, error) {
 		return m.jam(now), nil
 	})
 }
@@ -44,22 +36,14 @@ func (d *Device) Jam() error {
 // OpenCabinet opens an AED cabinet, as someone taking the defibrillator
 // out would.
 func (d *Device) OpenCabinet() error {
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*aedModel)
-		if !ok {
-			return nil, d.wrongKind("OpenCabinet")
-		}
+	return injectAs(d, "OpenCabinet", func(m *aedModel, now time.Time) ([]schemas.Event, error) {
 		return m.setCabinet(now, true), nil
 	})
 }
 
 // CloseCabinet closes an AED cabinet.
 func (d *Device) CloseCabinet() error {
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*aedModel)
-		if !ok {
-			return nil, d.wrongKind("CloseCabinet")
-		}
+	return injectAs(d, "CloseCabinet", func(m *aedModel, now time.Time) ([]schemas.Event, error) {
 		return m.setCabinet(now, false), nil
 	})
 }
@@ -67,11 +51,7 @@ func (d *Device) CloseCabinet() error {
 // FailSelfTest makes an AED fail a self-test now, and every nightly one
 // after it until Clear; the unit is then not ready.
 func (d *Device) FailSelfTest() error {
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*aedModel)
-		if !ok {
-			return nil, d.wrongKind("FailSelfTest")
-		}
+	return injectAs(d, "FailSelfTest", func(m *aedModel, now time.Time) ([]schemas.Event, error) {
 		return m.failSelfTest(now), nil
 	})
 }
@@ -81,11 +61,7 @@ func (d *Device) FailSelfTest() error {
 // next half hour; charger.slot with on=true revives it once it is below
 // 45 °C, and Clear revives it at once.
 func (d *Device) Overheat(slot int) error {
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*chargerModel)
-		if !ok {
-			return nil, d.wrongKind("Overheat")
-		}
+	return injectAs(d, "Overheat", func(m *chargerModel, now time.Time) ([]schemas.Event, error) {
 		return m.overheat(now, slot)
 	})
 }
@@ -95,11 +71,7 @@ func (d *Device) Overheat(slot int) error {
 // 60 °C (fault thermal_runaway), and the cell goes on heating until it
 // smokes. Only Clear ends it, taking the battery away.
 func (d *Device) Runaway(slot int) error {
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*chargerModel)
-		if !ok {
-			return nil, d.wrongKind("Runaway")
-		}
+	return injectAs(d, "Runaway", func(m *chargerModel, now time.Time) ([]schemas.Event, error) {
 		return m.runaway(now, slot)
 	})
 }
@@ -107,22 +79,14 @@ func (d *Device) Runaway(slot int) error {
 // SetMains cuts (false) or restores (true) a charger cabinet's mains: it
 // keeps reporting on its backup battery, mains false, and charges nothing.
 func (d *Device) SetMains(on bool) error {
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*chargerModel)
-		if !ok {
-			return nil, d.wrongKind("SetMains")
-		}
+	return injectAs(d, "SetMains", func(m *chargerModel, now time.Time) ([]schemas.Event, error) {
 		return m.setMains(now, on), nil
 	})
 }
 
 // ForceDoor forces a door terminal's door open against the bolt.
 func (d *Device) ForceDoor() error {
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*lockModel)
-		if !ok {
-			return nil, d.wrongKind("ForceDoor")
-		}
+	return injectAs(d, "ForceDoor", func(m *lockModel, now time.Time) ([]schemas.Event, error) {
 		return m.force(now), nil
 	})
 }
@@ -130,11 +94,7 @@ func (d *Device) ForceDoor() error {
 // OpenDoor opens a door terminal's door from inside, as someone leaving
 // does; it closes again after a few seconds.
 func (d *Device) OpenDoor() error {
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*lockModel)
-		if !ok {
-			return nil, d.wrongKind("OpenDoor")
-		}
+	return injectAs(d, "OpenDoor", func(m *lockModel, now time.Time) ([]schemas.Event, error) {
 		return m.openFromInside(now), nil
 	})
 }
@@ -162,11 +122,7 @@ func (d *Device) SetBattery(pct float64) error {
 // SetPadsExpire sets the expiry date of an AED's pads; pads past their
 // date fail the next self-test.
 func (d *Device) SetPadsExpire(date time.Time) error {
-	return d.inject(func(now time.Time) ([]schemas.Event, error) {
-		m, ok := d.model.(*aedModel)
-		if !ok {
-			return nil, d.wrongKind("SetPadsExpire")
-		}
+	return injectAs(d, "SetPadsExpire", func(m *aedModel, _ time.Time) ([]schemas.Event, error) {
 		m.setPadsExpire(date)
 		return nil, nil
 	})
@@ -278,4 +234,17 @@ func validCode(code string) bool {
 		}
 	}
 	return true
+}
+
+// injectAs injects f when the device's model is an M (the kind the fault
+// belongs to), and fails wrapping ErrKind, naming method, when it is not.
+func injectAs[M any](d *Device, method string,
+	f func(m M, now time.Time) ([]schemas.Event, error)) error {
+	return d.inject(func(now time.Time) ([]schemas.Event, error) {
+		m, ok := d.model.(M)
+		if !ok {
+			return nil, d.wrongKind(method)
+		}
+		return f(m, now)
+	})
 }
