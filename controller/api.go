@@ -33,6 +33,8 @@ type APIOptions struct {
 	AllowLists *AllowLists
 	// Usage, when set, serves visits and the occupancy of stations.
 	Usage *Usage
+	// Events, when set, serves the live event stream GET /api/v1/events.
+	Events *Events
 	// Location is the time zone of reports and opening hours; default
 	// time.Local. Now is the clock; default time.Now.
 	Location *time.Location
@@ -80,6 +82,7 @@ func NewAPI(o APIOptions) (*API, error) {
 	a.handleOperators()
 	a.handleAccess()
 	a.handleUsage()
+	a.handleEvents()
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})
@@ -96,11 +99,7 @@ type apiFunc func(w http.ResponseWriter, r *http.Request, op Operator)
 // f checks the scope of what the call touches.
 func (a *API) handle(pattern string, perm Permission, f apiFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		token, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !bearer {
-			token = ""
-		}
-		op, err := a.o.Operators.Lookup(strings.TrimSpace(token))
+		op, err := a.authenticate(r)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="waystation"`)
 			writeError(w, http.StatusUnauthorized, err.Error())
@@ -112,6 +111,16 @@ func (a *API) handle(pattern string, perm Permission, f apiFunc) {
 		}
 		f(w, r, op)
 	})
+}
+
+// authenticate returns the operator a request comes from: the one whose
+// token it carries as a bearer token, or ErrUnauthorized.
+func (a *API) authenticate(r *http.Request) (Operator, error) {
+	token, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !bearer {
+		token = ""
+	}
+	return a.o.Operators.Lookup(strings.TrimSpace(token))
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {

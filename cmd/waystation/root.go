@@ -23,5 +23,6 @@ func newRootCmd() *cobra.Command {
 	addOperatorsCmd(root)
 	addCredentialsCmd(root)
 	addUsageCmd(root)
+	addEventsCmd(root)
 	return root
 }

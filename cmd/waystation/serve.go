@@ -113,6 +113,12 @@ type server struct {
 
 	clock *simulators.Clock // the time of the controller and the demo devices
 	acc   accessParts       // door access, allow-lists, usage
+
+	// notify takes every notice people are told about (alerts, commands,
+	// plans); parts that notify are opened after openNotify and append
+	// nothing to it.
+	notify controller.Notifiers
+	nt     notifyParts // the event stream
 }
 
 // openServer checks the options and opens every part. It fails fast with a
@@ -208,6 +214,9 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.openNotify(); err != nil {
+		return nil, err
+	}
 	if err := s.openAccess(); err != nil {
 		return nil, err
 	}
@@ -216,6 +225,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		Ready: s.isReady, Registerer: s.reg,
 	}
 	s.acc.apiOptions(&apiOpts)
+	s.nt.apiOptions(&apiOpts)
 	s.api, err = controller.NewAPI(apiOpts)
 	if err != nil {
 		return nil, err
@@ -284,6 +294,7 @@ func (s *server) run(ctx context.Context) error {
 	ctrl.Go(func() error { return s.in.Run(ctrlCtx) })
 	ctrl.Go(func() error { return s.pres.Run(ctrlCtx) })
 	s.runAccess(ctrlCtx, ctrl)
+	s.runNotify(ctrlCtx, ctrl)
 	ctrl.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
