@@ -35,6 +35,8 @@ type APIOptions struct {
 	Usage *Usage
 	// Events, when set, serves the live event stream GET /api/v1/events.
 	Events *Events
+	// Commands, when set, sends commands and serves their log.
+	Commands *Commands
 	// Location is the time zone of reports and opening hours; default
 	// time.Local. Now is the clock; default time.Now.
 	Location *time.Location
@@ -83,6 +85,7 @@ func NewAPI(o APIOptions) (*API, error) {
 	a.handleAccess()
 	a.handleUsage()
 	a.handleEvents()
+	a.handleCommands()
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})

@@ -67,6 +67,8 @@ var permissionVerb = map[Permission]string{
 	PermCredentialsRead: "list worker credentials",
 	PermCredentials:     "issue or revoke worker credentials",
 	PermOperators:       "manage operators",
+	PermSwitchAC:        "switch an AC",
+	PermCommand:         "send this command (only ac.set and device.ping are open to every role)",
 }
 
 // allowOrg checks that org is in the operator's scope; what names the

@@ -46,16 +46,22 @@ const (
 	PermCredentials Permission = "credentials"
 	// PermOperators lists, adds and revokes operators.
 	PermOperators Permission = "operators"
+	// PermSwitchAC sends ac.set and device.ping: anyone on duty may switch
+	// a station's AC.
+	PermSwitchAC Permission = "switch_ac"
+	// PermCommand sends any command: unlocking doors, lock modes, charger
+	// slots, reboots.
+	PermCommand Permission = "command"
 )
 
 // rolePermissions is who may do what.
 var rolePermissions = map[string][]Permission{
-	RoleMonitor:   {PermRead, PermAcknowledge},
-	RoleScheduler: {PermRead, PermSchedule},
+	RoleMonitor:   {PermRead, PermAcknowledge, PermSwitchAC},
+	RoleScheduler: {PermRead, PermSchedule, PermSwitchAC},
 	RoleTechnician: {PermRead, PermRegister, PermStationAccess,
-		PermCredentialsRead},
+		PermCredentialsRead, PermSwitchAC, PermCommand},
 	RoleAdmin: {PermRead, PermAcknowledge, PermSchedule, PermRegister, PermStationAccess,
-		PermCredentialsRead, PermCredentials, PermOperators},
+		PermCredentialsRead, PermCredentials, PermOperators, PermSwitchAC, PermCommand},
 }
 
 // Reasons an API call is refused with 403; the reason label of

@@ -158,6 +158,9 @@ type counters struct {
 	drops    atomic.Uint64 // connections lost
 	sent     atomic.Uint64 // messages the broker acknowledged
 	failing  atomic.Bool   // the last attempt failed
+	executed atomic.Uint64 // commands carried out
+	repeated atomic.Uint64 // repeated command ids answered again, not carried out
+	expired  atomic.Uint64 // commands dropped past their expiry
 }
 
 // DeviceStats counts what a device did since it was built.
@@ -168,6 +171,11 @@ type DeviceStats struct {
 	Drops    uint64 // connections lost (power cuts and link drops included)
 	Sent     uint64 // messages published and acknowledged by the broker
 	Failing  bool   // the last connection attempt failed
+	// Executed counts command ids answered for the first time (carried
+	// out, or refused as invalid); Repeated counts command
+	// ids answered again without being carried out; Expired counts
+	// commands dropped because their expiry had passed.
+	Executed, Repeated, Expired uint64
 }
 
 // Stats returns the device's counts.
@@ -179,6 +187,9 @@ func (d *Device) Stats() DeviceStats {
 		Drops:    d.stats.drops.Load(),
 		Sent:     d.stats.sent.Load(),
 		Failing:  d.stats.failing.Load(),
+		Executed: d.stats.executed.Load(),
+		Repeated: d.stats.repeated.Load(),
+		Expired:  d.stats.expired.Load(),
 	}
 }
 

@@ -61,16 +61,19 @@ func (d *Device) execute(now time.Time, payload []byte) (
 	defer d.mu.Unlock()
 	if prev, ok := d.answered[id]; ok && !d.opts.Break.RepeatCommands {
 		d.log.Debug("repeated command answered again", "command", id)
+		d.stats.repeated.Add(1)
 		return prev, true, false, false
 	}
 	if decodeErr != nil {
 		res = schemas.CommandResult{ID: id, Error: clipError("invalid command: " + decodeErr.Error())}
 		d.remember(res)
+		d.stats.executed.Add(1)
 		return res, true, false, false
 	}
 	if cmd.ExpiresAt > 0 && now.UnixMilli() > cmd.ExpiresAt && !d.opts.Break.ExpiredCommands {
 		d.log.Debug("expired command dropped", "command", id, "name", cmd.Name,
 			"late", now.Sub(time.UnixMilli(cmd.ExpiresAt)))
+		d.stats.expired.Add(1)
 		return res, false, false, false
 	}
 
@@ -90,6 +93,7 @@ func (d *Device) execute(now time.Time, payload []byte) (
 		changed = err == nil
 	}
 	d.remember(res)
+	d.stats.executed.Add(1)
 	d.log.Debug("command", "command", id, "name", cmd.Name, "ok", res.OK, "error", res.Error)
 	return res, true, changed, reboot
 }

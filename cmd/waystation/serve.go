@@ -40,6 +40,7 @@ type serveOptions struct {
 	start          string  // simulated start time; "" for now
 	demoScenario   string  // scenario the demo county plays
 	access         accessFlags
+	commands       commandFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -81,6 +82,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.demoScenario, "demo-scenario", "", "scenario the demo county plays: "+
 		strings.Join(simulators.Scenarios(), ", ")+", or a YAML file (its start unless --start)")
 	addAccessFlags(f, &o.access)
+	addCommandFlags(f, &o.commands)
 	return cmd
 }
 
@@ -119,6 +121,7 @@ type server struct {
 	// nothing to it.
 	notify controller.Notifiers
 	nt     notifyParts // the event stream
+	cmds   *controller.Commands
 }
 
 // openServer checks the options and opens every part. It fails fast with a
@@ -220,12 +223,16 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err := s.openAccess(); err != nil {
 		return nil, err
 	}
+	if err := s.openCommands(); err != nil {
+		return nil, err
+	}
 	apiOpts := controller.APIOptions{
 		Registry: s.devs, Twins: s.twin, Operators: s.ops, Gatherer: s.reg, Logger: log,
 		Ready: s.isReady, Registerer: s.reg,
 	}
 	s.acc.apiOptions(&apiOpts)
 	s.nt.apiOptions(&apiOpts)
+	apiOpts.Commands = s.cmds
 	s.api, err = controller.NewAPI(apiOpts)
 	if err != nil {
 		return nil, err
@@ -257,6 +264,9 @@ func (o *serveOptions) check() error {
 		return fmt.Errorf("--speed %g: want %g to %g", o.speed, simulators.MinSpeed, simulators.MaxSpeed)
 	}
 	if err := o.access.check(); err != nil {
+		return err
+	}
+	if err := o.commands.check(); err != nil {
 		return err
 	}
 	if o.demoScenario != "" && !o.demo {
@@ -295,6 +305,7 @@ func (s *server) run(ctx context.Context) error {
 	ctrl.Go(func() error { return s.pres.Run(ctrlCtx) })
 	s.runAccess(ctrlCtx, ctrl)
 	s.runNotify(ctrlCtx, ctrl)
+	s.runCommands(ctrlCtx, ctrl)
 	ctrl.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
