@@ -42,6 +42,9 @@ type APIOptions struct {
 	Location *time.Location
 	Now      func() time.Time
 	Logger   *slog.Logger
+	// Sessions, when set, lets the console's signed-in browsers make
+	// read-only calls (GET) with their session cookie instead of a token.
+	Sessions *Sessions
 	// Ready reports whether the server is ready; /healthz answers 503 until
 	// it is. Nil means always ready.
 	Ready func() error
@@ -117,8 +120,12 @@ func (a *API) handle(pattern string, perm Permission, f apiFunc) {
 }
 
 // authenticate returns the operator a request comes from: the one whose
-// token it carries as a bearer token, or ErrUnauthorized.
+// token it carries as a bearer token, or for a read-only call without one
+// the console session of its cookie (console_auth.go); else ErrUnauthorized.
 func (a *API) authenticate(r *http.Request) (Operator, error) {
+	if op, ok := a.sessionOperator(r); ok {
+		return op, nil
+	}
 	token, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !bearer {
 		token = ""

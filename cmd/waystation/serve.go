@@ -122,6 +122,7 @@ type server struct {
 	notify controller.Notifiers
 	nt     notifyParts // the event stream
 	cmds   *controller.Commands
+	con    consoleParts // the web console
 }
 
 // openServer checks the options and opens every part. It fails fast with a
@@ -233,6 +234,9 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	s.acc.apiOptions(&apiOpts)
 	s.nt.apiOptions(&apiOpts)
 	apiOpts.Commands = s.cmds
+	if err := s.openConsole(&apiOpts); err != nil {
+		return nil, err
+	}
 	s.api, err = controller.NewAPI(apiOpts)
 	if err != nil {
 		return nil, err
@@ -293,7 +297,7 @@ func (s *server) run(ctx context.Context) error {
 	s.httpLn = ln
 	s.log.Info("http listening", "addr", ln.Addr().String())
 	// No write timeout: a live event stream is a response that lasts.
-	hs := &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second,
+	hs := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 
 	// Devices stop first, then the broker, then the controller.

@@ -1,0 +1,377 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/waystation/waystation/controller"
+	"github.com/waystation/waystation/devices"
+	"github.com/waystation/waystation/schemas"
+)
+
+// The console's tests drive Debian's chromium, headless, from Go. They fail
+// when chromium is missing; WAYSTATION_NO_BROWSER=1 skips them, loudly, for
+// machines that cannot have a browser.
+
+// browser is one headless chromium shared by the subtests of a test.
+type browser struct {
+	ctx       context.Context // the browser's first tab
+	artifacts string          // where screenshots go
+}
+
+// newBrowser starts chromium, or fails the test when there is none.
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	if os.Getenv("WAYSTATION_NO_BROWSER") == "1" {
+		t.Skip("!!! WAYSTATION_NO_BROWSER=1: the console's browser tests are NOT run !!!")
+	}
+	path := os.Getenv("WAYSTATION_CHROMIUM")
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if path != "" {
+			break
+		}
+		path, _ = exec.LookPath(name)
+	}
+	if path == "" {
+		t.Fatal("no chromium to test the console with: apt-get install chromium (or set " +
+			"WAYSTATION_CHROMIUM to a Chrome binary; WAYSTATION_NO_BROWSER=1 skips these tests)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.WindowSize(1280, 900),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithErrorf(func(string, ...any) {}))
+	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		cancelAlloc()
+		t.Fatalf("start chromium %s: %v", path, err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	return &browser{ctx: ctx, artifacts: artifactsDir(t)}
+}
+
+// tab opens a tab; fresh gives it a browser context of its own (its own
+// cookies: another person signed in).
+func (b *browser) tab(t *testing.T, fresh bool) context.Context {
+	t.Helper()
+	var opts []chromedp.ContextOption
+	if fresh {
+		opts = append(opts, chromedp.WithNewBrowserContext())
+	}
+	ctx, cancel := chromedp.NewContext(b.ctx, opts...)
+	t.Cleanup(cancel)
+	// The tab lives as long as the context of its first run: open it here,
+	// without the deadline of one step.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("open a tab: %v", err)
+	}
+	return ctx
+}
+
+// run runs browser steps with a deadline.
+func run(t *testing.T, ctx context.Context, within time.Duration, what string,
+	steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// get runs one browser action that returns a value, with a deadline.
+func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// screenshot saves the whole page as artifacts/console/NAME.png.
+func (b *browser) screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	file := filepath.Join(b.artifacts, name+".png")
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", file)
+}
+
+// artifactsDir is $WAYSTATION_ARTIFACTS/console, or artifacts/console at
+// the top of the module.
+func artifactsDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("WAYSTATION_ARTIFACTS")
+	if dir == "" {
+		wd, _ := os.Getwd()
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				dir = filepath.Join(d, "artifacts")
+				break
+			}
+			if filepath.Dir(d) == d {
+				dir = filepath.Join(wd, "artifacts")
+				break
+			}
+		}
+	}
+	dir = filepath.Join(dir, "console")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// signIn signs a tab in with an operator token through the sign-in form.
+func signIn(t *testing.T, ctx context.Context, base, token string) {
+	t.Helper()
+	run(t, ctx, 15*time.Second, "sign in",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.ID("board")),
+	)
+}
+
+// textOf reads the text of the first node matching sel.
+func textOf(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	return strings.TrimSpace(get(t, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
+}
+
+// TestConsole drives the console in headless chromium against serve --demo.
+func TestConsole(t *testing.T) {
+	b := newBrowser(t)
+	start := time.Now()
+	ts := startServer(t, func(o *serveOptions) { o.demo = true })
+	var stations []devices.Station
+	eventually(t, 15*time.Second, "the demo county is registered", func() bool {
+		return ts.api(t, "GET", "/api/v1/stations", nil, &stations) == 200 && len(stations) == 129
+	})
+	t.Logf("demo county up after %v", time.Since(start).Round(time.Millisecond))
+
+	desk := b.tab(t, false)
+	t.Run("sign in", func(t *testing.T) {
+		// A wrong token is refused with a message, and no cookie is set.
+		run(t, desk, 15*time.Second, "wrong token",
+			chromedp.Navigate(ts.url+"/map"),
+			chromedp.WaitVisible(chromedp.ID("token")),
+			chromedp.SendKeys(chromedp.ID("token"), "wst_not-a-token"),
+			chromedp.Submit(chromedp.ID("token")),
+			chromedp.WaitVisible(chromedp.CSS("p.error")),
+		)
+		if msg := textOf(t, desk, "p.error"); !strings.Contains(msg, "not an operator's token") {
+			t.Fatalf("wrong token: error %q", msg)
+		}
+		b.screenshot(t, desk, "signin-refused")
+		signIn(t, desk, ts.url, ts.token)
+		if who := textOf(t, desk, ".who span"); !strings.Contains(who, "admin") {
+			t.Fatalf("signed in as %q", who)
+		}
+		b.screenshot(t, desk, "alerts-board")
+	})
+
+	t.Run("map shows every demo station", func(t *testing.T) {
+		run(t, desk, 15*time.Second, "map",
+			chromedp.Navigate(ts.url+"/map"),
+			chromedp.WaitVisible(chromedp.ID("county-map")),
+		)
+		ids := get(t, desk, "dots", chromedp.Evaluate[[]string](mapStations))
+		seen := map[string]bool{}
+		for _, id := range ids {
+			seen[id] = true
+		}
+		for _, st := range stations {
+			if !seen[st.ID] {
+				t.Errorf("station %s is not on the map", st.ID)
+			}
+		}
+		if len(ids) != len(stations) {
+			t.Errorf("%d dots on the map for %d stations", len(ids), len(stations))
+		}
+		// Every dot lies inside the drawing.
+		outside := get(t, desk, "dots inside", chromedp.Evaluate[int](`(() => {
+			const r = document.querySelector("#county-map").getBoundingClientRect();
+			return Array.from(document.querySelectorAll("#county-map a.dot > :is(circle, rect, polygon)"))
+				.filter(e => { const b = e.getBoundingClientRect();
+					return b.left < r.left || b.right > r.right || b.top < r.top || b.bottom > r.bottom;
+				}).length; })()`))
+		if outside > 0 {
+			t.Errorf("%d dots drawn outside the map", outside)
+		}
+		b.screenshot(t, desk, "map")
+	})
+
+	t.Run("station page shows twin values", func(t *testing.T) {
+		// Wait for the demo AC of the first station to report.
+		ac := stations[0].ID + "-ac"
+		var v controller.DeviceView
+		eventually(t, 15*time.Second, ac+" reports", func() bool {
+			return ts.api(t, "GET", "/api/v1/devices/"+ac, nil, &v) == 200 && v.Twin != nil &&
+				len(v.Twin.State) > 0
+		})
+		run(t, desk, 15*time.Second, "station page",
+			chromedp.Navigate(ts.url+"/stations/"+stations[0].ID),
+			chromedp.WaitVisible(chromedp.ID("dev-"+ac)),
+		)
+		room := textOf(t, desk, `#dev-`+ac+` [data-field="room_c"]`)
+		online := textOf(t, desk, `#dev-`+ac+` [data-field="online"]`)
+		// The page shows the twin as the API has it, then or since.
+		var after controller.DeviceView
+		ts.api(t, "GET", "/api/v1/devices/"+ac, nil, &after)
+		want1, want2 := roomOf(t, v), roomOf(t, after)
+		if !strings.HasPrefix(room, want1+" ") && !strings.HasPrefix(room, want2+" ") {
+			t.Errorf("room on the page %q, twin says %s (then %s)", room, want1, want2)
+		}
+		if !strings.Contains(online, "online") {
+			t.Errorf("AC shown %q, want online", online)
+		}
+		b.screenshot(t, desk, "station")
+	})
+
+	t.Run("monitor sees only its organisation", func(t *testing.T) {
+		mine, other := stations[0], stations[0]
+		for _, st := range stations {
+			if st.Org != "" && st.Org != mine.Org {
+				other = st
+				break
+			}
+		}
+		if mine.Org == "" || other.Org == mine.Org {
+			t.Fatalf("the demo county has no two organisations: %+v %+v", mine, other)
+		}
+		var added struct {
+			Token string `json:"token"`
+		}
+		if code := ts.api(t, "POST", "/api/v1/operators", map[string]any{
+			"name": "night-monitor", "role": "monitor", "orgs": []string{mine.Org},
+		}, &added); code != http.StatusCreated {
+			t.Fatalf("add monitor: %d", code)
+		}
+		tab := b.tab(t, true)
+		signIn(t, tab, ts.url, added.Token)
+
+		// The map shows only the monitor's stations.
+		run(t, tab, 15*time.Second, "monitor's map",
+			chromedp.Navigate(ts.url+"/map"),
+			chromedp.WaitVisible(chromedp.ID("county-map")),
+		)
+		ids := get(t, tab, "monitor's dots", chromedp.Evaluate[[]string](mapStations))
+		want := 0
+		for _, st := range stations {
+			if st.Org == mine.Org {
+				want++
+			}
+		}
+		if len(ids) != want {
+			t.Errorf("monitor of %s sees %d stations on the map, want %d", mine.Org, len(ids), want)
+		}
+		for _, id := range ids {
+			if id == other.ID {
+				t.Errorf("monitor of %s sees %s of %s on the map", mine.Org, other.ID, other.Org)
+			}
+		}
+
+		// Another organisation's station page is refused.
+		resp := get(t, tab, "other station", chromedp.NavigateResponse(ts.url+"/stations/"+other.ID))
+		if resp.Status != http.StatusForbidden {
+			t.Errorf("other organisation's station page: status %d, want 403", resp.Status)
+		}
+		if msg := textOf(t, tab, "p.error"); !strings.Contains(msg, "outside your scope") {
+			t.Errorf("other organisation's station: %q", msg)
+		}
+		if body := textOf(t, tab, "main"); strings.Contains(body, other.ID+"-ac") {
+			t.Errorf("the refusal shows the station's devices: %q", body)
+		}
+		b.screenshot(t, tab, "monitor-refused")
+		// Its own station opens.
+		run(t, tab, 15*time.Second, "own station",
+			chromedp.Navigate(ts.url+"/stations/"+mine.ID),
+			chromedp.WaitVisible(chromedp.ID("st-devices")),
+		)
+
+		// The API refuses the same, with the token and with the session.
+		req, _ := http.NewRequest("GET", ts.url+"/api/v1/stations/"+other.ID, nil)
+		req.Header.Set("Authorization", "Bearer "+added.Token)
+		if code := httpCode(t, req); code != http.StatusForbidden {
+			t.Errorf("API with the monitor's token: %d, want 403", code)
+		}
+		fromPage := get(t, tab, "API from the page", chromedp.Evaluate[string](fmt.Sprintf(
+			`fetch("/api/v1/stations/%s").then(r => String(r.status))`, other.ID), awaitPromise))
+		if !strings.HasPrefix(fromPage, "403") {
+			t.Errorf("API with the monitor's session: %q, want 403", fromPage)
+		}
+	})
+
+	t.Run("phone shows the alerts board without sideways scrolling", func(t *testing.T) {
+		phone := b.tab(t, false)
+		run(t, phone, 20*time.Second, "phone board",
+			chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(3), chromedp.EmulateMobile),
+			chromedp.Navigate(ts.url+"/"),
+			chromedp.WaitVisible(chromedp.ID("board")),
+		)
+		scrollW := get(t, phone, "width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+		clientW := get(t, phone, "viewport", chromedp.Evaluate[int](`document.documentElement.clientWidth`))
+		if clientW != 390 || scrollW > clientW {
+			t.Errorf("phone: page %d px wide in a %d px viewport", scrollW, clientW)
+		}
+		b.screenshot(t, phone, "phone-alerts-board")
+	})
+}
+
+// mapStations lists the stations drawn on the county map.
+const mapStations = `Array.from(document.querySelectorAll("#county-map a.dot")).map(a => a.dataset.station)`
+
+func awaitPromise(p *runtime.EvaluateParams) { p.AwaitPromise = new(true) }
+
+// roomOf is an AC twin's room temperature as the console writes it.
+func roomOf(t *testing.T, v controller.DeviceView) string {
+	t.Helper()
+	var st schemas.ACState
+	if v.Twin == nil || json.Unmarshal(v.Twin.State, &st) != nil {
+		t.Fatalf("no AC state in %+v", v.Twin)
+	}
+	if st.RoomC == math.Trunc(st.RoomC) {
+		return fmt.Sprintf("%.0f", st.RoomC)
+	}
+	return fmt.Sprintf("%.1f", st.RoomC)
+}
+
+func httpCode(t *testing.T, req *http.Request) int {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}

@@ -1,0 +1,382 @@
+package console
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/waystation/waystation/controller"
+	"github.com/waystation/waystation/devices"
+	"github.com/waystation/waystation/schemas"
+)
+
+// Levels of a station, from the severity of its worst open alert. Each has
+// a colour, a shape and a word, so colour is never the only signal.
+const (
+	levelOK       = "ok"
+	levelInfo     = "info"
+	levelWarning  = "warning"
+	levelCritical = "critical"
+)
+
+// levelRank orders levels, worst last.
+var levelRank = map[string]int{levelOK: 0, levelInfo: 1, levelWarning: 2, levelCritical: 3}
+
+// problemOffline is the kind of problem of a station with a device offline.
+const problemOffline = "device offline"
+
+// stationRow is one station of the map and the list.
+type stationRow struct {
+	Station  devices.Station
+	Level    string   // of its worst open alert
+	Alerts   int      // open alerts
+	Problems []string // kinds of problem: the rules of its open alerts, device offline
+	Online   int      // devices online
+	Devices  int
+	OpenNow  bool
+	X, Y     float64 // on the map
+}
+
+// stationRows summarises every station in the operator's scope.
+func (c *Console) stationRows(op controller.Operator) []stationRow {
+	now := c.now()
+	byStation := map[string][]devices.Device{}
+	for _, d := range c.o.Registry.Devices() {
+		byStation[d.Station] = append(byStation[d.Station], d)
+	}
+	alerts := c.openAlertsByStation(op)
+	var rows []stationRow
+	for _, st := range c.o.Registry.Stations() {
+		if !op.InScope(st.Org) {
+			continue
+		}
+		row := stationRow{Station: st, Level: levelOK, Devices: len(byStation[st.ID]),
+			OpenNow: controller.OpenAt(st.Hours, now, c.o.Location)}
+		for _, d := range byStation[st.ID] {
+			if tw, ok := c.o.Twins.Get(d.ID); ok && tw.Online {
+				row.Online++
+			}
+		}
+		for _, a := range alerts[st.ID] {
+			row.Alerts++
+			if levelRank[a.Level] > levelRank[row.Level] {
+				row.Level = a.Level
+			}
+			if !slices.Contains(row.Problems, a.Rule) {
+				row.Problems = append(row.Problems, a.Rule)
+			}
+		}
+		if row.Online < row.Devices {
+			row.Problems = append(row.Problems, problemOffline)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// filter is what the map and the list show.
+type filter struct {
+	Problem string // a kind of problem; "any" for stations with any; "" for all
+	Org     string
+	Open    bool // open now only
+	Sort    string
+	Desc    bool
+}
+
+func readFilter(r *http.Request) filter {
+	q := r.URL.Query()
+	return filter{Problem: q.Get("problem"), Org: q.Get("org"), Open: q.Get("open") == "now",
+		Sort: q.Get("sort"), Desc: q.Get("dir") == "desc"}
+}
+
+// query writes the filter back as a query string, with another sort.
+func (f filter) query(sort string, desc bool) string {
+	q := url.Values{}
+	if f.Problem != "" {
+		q.Set("problem", f.Problem)
+	}
+	if f.Org != "" {
+		q.Set("org", f.Org)
+	}
+	if f.Open {
+		q.Set("open", "now")
+	}
+	if sort != "" {
+		q.Set("sort", sort)
+		if desc {
+			q.Set("dir", "desc")
+		}
+	}
+	if len(q) == 0 {
+		return ""
+	}
+	return "?" + q.Encode()
+}
+
+func (f filter) keep(row stationRow) bool {
+	switch {
+	case f.Org != "" && row.Station.Org != f.Org:
+		return false
+	case f.Open && !row.OpenNow:
+		return false
+	case f.Problem == "any":
+		return len(row.Problems) > 0
+	case f.Problem != "":
+		return slices.Contains(row.Problems, f.Problem)
+	}
+	return true
+}
+
+// countyView is the data of the map and the list pages.
+type countyView struct {
+	Filter   filter
+	Rows     []stationRow
+	Total    int // stations in scope
+	Orgs     []string
+	Problems []string
+	Counts   map[string]int // stations by level, of those shown
+	Map      mapView
+	Columns  []column
+}
+
+type mapView struct {
+	Width, Height float64
+}
+
+// column is a sortable column of the list.
+type column struct {
+	Key, Label string
+	Sorted     string // "ascending", "descending" or ""
+	Href       string
+}
+
+func (c *Console) county(rq *request) countyView {
+	f := readFilter(rq.r)
+	all := c.stationRows(rq.op)
+	v := countyView{Filter: f, Total: len(all), Counts: map[string]int{}}
+	for _, row := range all {
+		if row.Station.Org != "" && !slices.Contains(v.Orgs, row.Station.Org) {
+			v.Orgs = append(v.Orgs, row.Station.Org)
+		}
+		for _, p := range row.Problems {
+			if !slices.Contains(v.Problems, p) {
+				v.Problems = append(v.Problems, p)
+			}
+		}
+		if f.keep(row) {
+			v.Rows = append(v.Rows, row)
+			v.Counts[row.Level]++
+		}
+	}
+	slices.Sort(v.Orgs)
+	slices.Sort(v.Problems)
+	// The map keeps its frame when a filter hides stations, so a dot stays
+	// where the eye learned it.
+	v.Map = project(all, v.Rows)
+	sortRows(v.Rows, f.Sort, f.Desc)
+	for _, col := range []struct{ key, label string }{{"id", "Station"}, {"name", "Name"},
+		{"org", "Organisation"}, {"level", "Worst alert"}, {"alerts", "Open alerts"},
+		{"online", "Devices online"}, {"open", "Open now"}} {
+		c := column{Key: col.key, Label: col.label, Href: f.query(col.key, false)}
+		if f.Sort == col.key || (f.Sort == "" && col.key == "level") {
+			c.Sorted = "ascending"
+			if f.Desc || (f.Sort == "" && col.key == "level") {
+				c.Sorted = "descending"
+			}
+			c.Href = f.query(col.key, c.Sorted == "ascending")
+		}
+		v.Columns = append(v.Columns, c)
+	}
+	return v
+}
+
+// sortRows sorts the list by a column; by default worst first.
+func sortRows(rows []stationRow, key string, desc bool) {
+	if key == "" {
+		key, desc = "level", true
+	}
+	by := func(a, b stationRow) int {
+		switch key {
+		case "name":
+			return strings.Compare(a.Station.Name, b.Station.Name)
+		case "org":
+			return strings.Compare(a.Station.Org, b.Station.Org)
+		case "level":
+			return cmp.Or(cmp.Compare(levelRank[a.Level], levelRank[b.Level]),
+				cmp.Compare(a.Alerts, b.Alerts), cmp.Compare(len(a.Problems), len(b.Problems)))
+		case "alerts":
+			return cmp.Compare(a.Alerts, b.Alerts)
+		case "online":
+			return cmp.Compare(a.Online*1000/max(a.Devices, 1), b.Online*1000/max(b.Devices, 1))
+		case "open":
+			return cmp.Compare(b2i(a.OpenNow), b2i(b.OpenNow))
+		}
+		return 0
+	}
+	slices.SortStableFunc(rows, func(a, b stationRow) int {
+		n := by(a, b)
+		if desc {
+			n = -n
+		}
+		return cmp.Or(n, strings.Compare(a.Station.ID, b.Station.ID))
+	})
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Map geometry: an equirectangular projection of the stations' bounding
+// box, shrunk in longitude by the cosine of the latitude, into a frame
+// mapWidth wide.
+const (
+	mapWidth  = 1000.0
+	mapMargin = 40.0
+)
+
+// project places rows on a map framed around all.
+func project(all, rows []stationRow) mapView {
+	if len(all) == 0 {
+		return mapView{Width: mapWidth, Height: mapWidth / 2}
+	}
+	minLat, maxLat := all[0].Station.Lat, all[0].Station.Lat
+	minLon, maxLon := all[0].Station.Lon, all[0].Station.Lon
+	for _, r := range all {
+		minLat, maxLat = min(minLat, r.Station.Lat), max(maxLat, r.Station.Lat)
+		minLon, maxLon = min(minLon, r.Station.Lon), max(maxLon, r.Station.Lon)
+	}
+	kx := math.Cos((minLat + maxLat) / 2 * math.Pi / 180)
+	spanX := max((maxLon-minLon)*kx, 0.01)
+	spanY := max(maxLat-minLat, 0.01)
+	inner := mapWidth - 2*mapMargin
+	scale := inner / spanX
+	height := spanY*scale + 2*mapMargin
+	if height > 1.4*mapWidth { // a tall county: fit the height instead
+		scale = (1.4*mapWidth - 2*mapMargin) / spanY
+		height = 1.4 * mapWidth
+	}
+	height = max(height, 300)
+	offX := (mapWidth - spanX*scale) / 2
+	offY := (height - spanY*scale) / 2
+	for i := range rows {
+		rows[i].X = math.Round((offX+(rows[i].Station.Lon-minLon)*kx*scale)*10) / 10
+		rows[i].Y = math.Round((offY+(maxLat-rows[i].Station.Lat)*scale)*10) / 10
+	}
+	return mapView{Width: mapWidth, Height: math.Round(height)}
+}
+
+func (c *Console) mapPage(rq *request) {
+	v := c.county(rq)
+	// Worst drawn last, so it lies on top.
+	slices.SortStableFunc(v.Rows, func(a, b stationRow) int {
+		return cmp.Compare(levelRank[a.Level], levelRank[b.Level])
+	})
+	c.render(rq, http.StatusOK, "map", view{Title: "County map", Nav: "map", Data: v})
+}
+
+func (c *Console) listPage(rq *request) {
+	c.render(rq, http.StatusOK, "list", view{Title: "Stations", Nav: "list", Data: c.county(rq)})
+}
+
+// deviceRow is one device of a station page, with its twin decoded.
+type deviceRow struct {
+	Device   devices.Device
+	Reported bool // has a twin
+	Twin     devices.Twin
+	AC       *schemas.ACState
+	Lock     *schemas.LockState
+	Charger  *schemas.ChargerState
+	AED      *schemas.AEDState
+}
+
+// stationView is the data of a station page.
+type stationView struct {
+	Station   devices.Station
+	OpenNow   bool
+	Devices   []deviceRow
+	Occupancy *controller.Occupancy
+	Visits    *controller.UsageRow // today's
+	Alerts    []alertRow
+}
+
+func (c *Console) stationPage(rq *request) {
+	st, err := c.o.Registry.Station(rq.r.PathValue("id"))
+	if errors.Is(err, devices.ErrNotFound) {
+		c.failFor(rq, http.StatusNotFound, "There is no station "+rq.r.PathValue("id")+".")
+		return
+	} else if err != nil {
+		c.failFor(rq, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if !c.allowStation(rq, st) {
+		return
+	}
+	now := c.now()
+	v := stationView{Station: st, OpenNow: controller.OpenAt(st.Hours, now, c.o.Location)}
+	for _, d := range c.o.Registry.Devices() {
+		if d.Station == st.ID {
+			v.Devices = append(v.Devices, c.deviceRow(d))
+		}
+	}
+	slices.SortFunc(v.Devices, func(a, b deviceRow) int {
+		return cmp.Or(strings.Compare(string(a.Device.Kind), string(b.Device.Kind)),
+			strings.Compare(a.Device.ID, b.Device.ID))
+	})
+	if c.o.Usage != nil {
+		occ := c.o.Usage.Occupancy(st.ID)
+		v.Occupancy = &occ
+		day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, c.o.Location)
+		rep, err := c.o.Usage.Report([]string{st.ID}, day, day.AddDate(0, 0, 1), controller.ByDay)
+		if err != nil {
+			c.log.Warn("visits today", "station", st.ID, "err", err)
+		} else {
+			v.Visits = &rep.Total
+		}
+	}
+	v.Alerts = c.stationAlerts(rq.op, st.ID)
+	c.render(rq, http.StatusOK, "station", view{Title: st.Name + " (" + st.ID + ")",
+		Nav: "map", Data: v})
+}
+
+func (c *Console) deviceRow(d devices.Device) deviceRow {
+	row := deviceRow{Device: d}
+	tw, ok := c.o.Twins.Get(d.ID)
+	if !ok {
+		return row
+	}
+	row.Reported, row.Twin = true, tw
+	if len(tw.State) == 0 {
+		return row
+	}
+	var into any
+	switch d.Kind {
+	case schemas.KindAC:
+		row.AC = &schemas.ACState{}
+		into = row.AC
+	case schemas.KindLock:
+		row.Lock = &schemas.LockState{}
+		into = row.Lock
+	case schemas.KindCharger:
+		row.Charger = &schemas.ChargerState{}
+		into = row.Charger
+	case schemas.KindAED:
+		row.AED = &schemas.AEDState{}
+		into = row.AED
+	default:
+		return row
+	}
+	if err := json.Unmarshal(tw.State, into); err != nil {
+		c.log.Warn("twin state", "device", d.ID, "err", err)
+		row.AC, row.Lock, row.Charger, row.AED = nil, nil, nil, nil
+	}
+	return row
+}
