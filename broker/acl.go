@@ -21,6 +21,8 @@ const (
 	reasonRetained    = "retained"       // retained on a channel that is never retained
 	reasonRetainedCmd = "retained_cmd"   // retained command
 	reasonTooLarge    = "too_large"      // packet over MaxPacketBytes
+	reasonRate        = "rate"           // a device publishing over MaxMsgsPerSecond: cut
+	reasonMalformed   = "malformed"      // a topic with invalid UTF-8, a NUL or a wildcard: cut
 	reasonLoginBusy   = "login_busy"     // another login with the same id did not finish in time
 	reasonStarting    = "starting"       // logins were held for longer than a login may wait
 )
@@ -38,7 +40,7 @@ var deniedLabels = map[string][]string{
 	actionConnect: {reasonAnonymous, reasonUnknown, reasonBadSecret, reasonClientID,
 		reasonWill, reasonCredentials, reasonTooLarge, reasonLoginBusy, reasonStarting},
 	actionPublish: {reasonTopic, reasonForeign, reasonChannel, reasonRetained,
-		reasonRetainedCmd, reasonTooLarge},
+		reasonRetainedCmd, reasonTooLarge, reasonRate, reasonMalformed},
 	actionSubscribe: {reasonTopic, reasonForeign, reasonChannel},
 }
 

@@ -91,6 +91,14 @@ type Options struct {
 	// MaxPacketBytes is the largest MQTT packet a client may send; a bigger
 	// one drops the connection. Default DefaultMaxPacketBytes.
 	MaxPacketBytes uint32
+	// MaxMsgsPerSecond is how many publishes a second a device may make
+	// after a burst of MsgBurst; the publish that goes over cuts its
+	// connection (its will is published) and is counted. The controller
+	// is not limited. 0 means DefaultMaxMsgsPerSecond, negative no limit.
+	MaxMsgsPerSecond float64
+	// MsgBurst is how many publishes a device may make at once before
+	// MaxMsgsPerSecond applies. Default DefaultMsgBurst.
+	MsgBurst int
 	// ClientWritesPending is the per-client queue of outbound messages; a
 	// message for a client whose queue is full is dropped and counted.
 	// Default DefaultClientWritesPending.
@@ -137,6 +145,12 @@ func New(o Options) (*Broker, error) {
 	}
 	if o.ClientWritesPending <= 0 {
 		o.ClientWritesPending = DefaultClientWritesPending
+	}
+	if o.MaxMsgsPerSecond == 0 {
+		o.MaxMsgsPerSecond = DefaultMaxMsgsPerSecond
+	}
+	if o.MsgBurst <= 0 {
+		o.MsgBurst = DefaultMsgBurst
 	}
 	if o.ClientWritesPending > 1<<20 {
 		return nil, fmt.Errorf("client writes pending %d: at most %d", o.ClientWritesPending, 1<<20)

@@ -28,6 +28,9 @@ type authHook struct {
 	metrics *metrics
 	log     *slog.Logger
 	lim     *limiter
+	now     func() time.Time
+	rate    float64 // publishes a second a device may make; 0 means no limit
+	burst   int     // publishes a device may make at once before rate applies
 
 	// stopping is set when the broker begins to shut down.
 	stopping atomic.Bool
@@ -49,7 +52,8 @@ type authHook struct {
 }
 
 type peerEntry struct {
-	cl *mqtt.Client // the connection that logged in
+	cl     *mqtt.Client // the connection that logged in
+	bucket *bucket      // its publish rate; nil for the controller or no limit
 	peer
 }
 
@@ -62,6 +66,9 @@ func newAuthHook(srv *mqtt.Server, o Options, m *metrics) *authHook {
 		metrics: m,
 		log:     o.Logger,
 		lim:     newLimiter(o.Now),
+		now:     o.Now,
+		rate:    max(o.MaxMsgsPerSecond, 0),
+		burst:   o.MsgBurst,
 		open:    make(chan struct{}),
 	}
 	if !o.HoldLogins {
@@ -156,7 +163,11 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	timer := time.AfterFunc(loginWait, leave) // mochi may fail before the session is up
 	h.leave.Store(cl, func() { timer.Stop(); leave() })
 
-	h.peers.Store(cl.ID, &peerEntry{cl: cl, peer: p})
+	e := &peerEntry{cl: cl, peer: p}
+	if h.rate > 0 && !p.controller {
+		e.bucket = newBucket(h.burst, h.now())
+	}
+	h.peers.Store(cl.ID, e)
 	return true
 }
 
@@ -303,6 +314,9 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		}
 	case e == nil:
 		return pk, packets.ErrRejectPacket
+	case h.rateLimited(cl, e):
+		// Over its rate: the connection is cut and nothing is kept.
+		return pk, packets.ErrRejectPacket
 	default:
 		p = &e.peer
 		why = e.canPublish(pk.TopicName, pk.FixedHeader.Retain)
@@ -348,18 +362,21 @@ func (h *authHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	return will, nil
 }
 
-// OnDisconnect counts a connection dropped for an oversize packet and
-// forgets the client's identity.
+// OnDisconnect counts a connection dropped for an oversize packet or a
+// malformed topic, and forgets the client's identity.
 func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	h.leaveGate(cl)
 	e := h.lookup(cl)
-	if errors.Is(err, packets.ErrPacketTooLarge) {
-		var p *peer
-		if e != nil {
-			p = &e.peer
-		}
+	var p *peer
+	if e != nil {
+		p = &e.peer
+	}
+	switch {
+	case errors.Is(err, packets.ErrPacketTooLarge):
 		// After CONNECT only a publish grows large, so count it as one.
 		h.refuse(cl, p, actionPublish, reasonTooLarge)
+	case malformedPublish(err):
+		h.refuse(cl, p, actionPublish, reasonMalformed, "err", err)
 	}
 	if e != nil && e.cl == cl {
 		h.peers.CompareAndDelete(cl.ID, e)

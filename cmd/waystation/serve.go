@@ -41,6 +41,8 @@ type serveOptions struct {
 	demoScenario   string  // scenario the demo county plays
 	access         accessFlags
 	commands       commandFlags
+	limits         limitFlags
+	bench          benchFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -83,6 +85,8 @@ func newServeCmd() *cobra.Command {
 		strings.Join(simulators.Scenarios(), ", ")+", or a YAML file (its start unless --start)")
 	addAccessFlags(f, &o.access)
 	addCommandFlags(f, &o.commands)
+	addLimitFlags(f, &o.limits)
+	addBenchFlags(f, &o.bench)
 	return cmd
 }
 
@@ -183,7 +187,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mqtt, err = broker.New(broker.Options{
+	bo := broker.Options{
 		TCPAddr:        o.mqttAddr,
 		WSAddr:         o.wsAddr,
 		StorePath:      filepath.Join(o.data, "broker.db"),
@@ -195,8 +199,9 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 
 		// The controller's own network login, for tools such as waystation probe.
 		ControllerUser: controllerUser, ControllerSecret: ctrlSecret,
-	})
-	if err != nil {
+	}
+	o.limits.apply(&bo, o.speed)
+	if s.mqtt, err = broker.New(bo); err != nil {
 		return nil, err
 	}
 	s.in, err = controller.NewIngest(controller.IngestOptions{
@@ -225,6 +230,9 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 	if err := s.openCommands(); err != nil {
+		return nil, err
+	}
+	if err := s.openBench(); err != nil {
 		return nil, err
 	}
 	apiOpts := controller.APIOptions{
@@ -266,6 +274,9 @@ func (o *serveOptions) check() error {
 	}
 	if o.speed < simulators.MinSpeed || o.speed > simulators.MaxSpeed {
 		return fmt.Errorf("--speed %g: want %g to %g", o.speed, simulators.MinSpeed, simulators.MaxSpeed)
+	}
+	if err := o.limits.check(); err != nil {
+		return err
 	}
 	if err := o.access.check(); err != nil {
 		return err
@@ -310,6 +321,7 @@ func (s *server) run(ctx context.Context) error {
 	s.runAccess(ctrlCtx, ctrl)
 	s.runNotify(ctrlCtx, ctrl)
 	s.runCommands(ctrlCtx, ctrl)
+	s.runBench(ctrlCtx, ctrl)
 	ctrl.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
