@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,6 +258,41 @@ func TestConsole(t *testing.T) {
 		b.screenshot(t, desk, "station")
 	})
 
+	t.Run("station buttons ask, then send commands", func(t *testing.T) {
+		st := stations[0]
+		lock := st.ID + "-lock"
+		run(t, desk, 15*time.Second, "unlock",
+			chromedp.Navigate(ts.url+"/stations/"+st.ID),
+			chromedp.WaitVisible(chromedp.ID("dev-"+lock)),
+			// Answer the confirmation as a person would, and keep its question.
+			chromedp.Evaluate[chromedp.Void](`window.confirm = q => { window.asked = q; return true; }`),
+			chromedp.Click(chromedp.CSS(`#dev-`+lock+` form[action$="/unlock"] button`)),
+			chromedp.WaitVisible(chromedp.CSS("p.flash")),
+		)
+		if flash := textOf(t, desk, "p.flash"); !strings.Contains(flash, "lock.unlock") {
+			t.Errorf("after unlocking: %q", flash)
+		}
+		var cmds []controller.CommandRecord
+		ts.api(t, "GET", "/api/v1/commands?station="+st.ID+"&name=lock.unlock", nil, &cmds)
+		if len(cmds) != 1 || cmds[0].Device != lock || cmds[0].Issuer != "operator:admin" {
+			t.Fatalf("commands after the unlock button: %+v", cmds)
+		}
+		if row := textOf(t, desk, `tr[data-command="`+cmds[0].ID+`"]`); !strings.Contains(row, lock) {
+			t.Errorf("the station page lists the command as %q", row)
+		}
+		// A declined confirmation sends nothing.
+		run(t, desk, 15*time.Second, "declined",
+			chromedp.Evaluate[chromedp.Void](`window.confirm = q => false`),
+			chromedp.Click(chromedp.CSS(`#dev-`+st.ID+`-ac form[action$="/ac"] button`)),
+			chromedp.Sleep(300*time.Millisecond),
+		)
+		ts.api(t, "GET", "/api/v1/commands?station="+st.ID, nil, &cmds)
+		if len(cmds) != 1 {
+			t.Errorf("a declined confirmation sent a command: %+v", cmds)
+		}
+		b.screenshot(t, desk, "station-command-sent")
+	})
+
 	t.Run("monitor sees only its organisation", func(t *testing.T) {
 		mine, other := stations[0], stations[0]
 		for _, st := range stations {
@@ -317,6 +353,13 @@ func TestConsole(t *testing.T) {
 			chromedp.Navigate(ts.url+"/stations/"+mine.ID),
 			chromedp.WaitVisible(chromedp.ID("st-devices")),
 		)
+		// A monitor may switch the AC, not unlock the door.
+		forms := get(t, tab, "buttons", chromedp.Evaluate[[]string](
+			`Array.from(document.querySelectorAll("main form")).map(f => f.getAttribute("action"))`))
+		if !slices.Contains(forms, "/stations/"+mine.ID+"/ac") ||
+			slices.Contains(forms, "/stations/"+mine.ID+"/unlock") {
+			t.Errorf("a monitor's station page has the forms %v", forms)
+		}
 
 		// The API refuses the same, with the token and with the session.
 		req, _ := http.NewRequest("GET", ts.url+"/api/v1/stations/"+other.ID, nil)

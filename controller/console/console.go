@@ -42,6 +42,9 @@ type Options struct {
 	Sessions  *controller.Sessions
 	// Usage, when set, shows visits and occupancy.
 	Usage *controller.Usage
+	// Commands, when set, adds the AC and door buttons of station pages
+	// and the commands page.
+	Commands *controller.Commands
 	// Location is the stations' time zone, in which every time is shown;
 	// default time.Local. Now is the controller's clock; default time.Now.
 	Location *time.Location
@@ -97,6 +100,11 @@ func New(o Options) (*Console, error) {
 	c.page("GET /map", controller.PermRead, c.mapPage)
 	c.page("GET /list", controller.PermRead, c.listPage)
 	c.page("GET /stations/{id}", controller.PermRead, c.stationPage)
+	if o.Commands != nil {
+		c.page("POST /stations/{id}/ac", controller.PermSwitchAC, c.switchAC)
+		c.page("POST /stations/{id}/unlock", controller.PermCommand, c.unlockDoor)
+		c.page("GET /commands", controller.PermRead, c.commandsPage)
+	}
 	c.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusNotFound, "There is no page at "+r.URL.Path+".")
 	})
@@ -153,7 +161,8 @@ type view struct {
 	Now     time.Time
 	Flash   string
 	Error   string
-	Can     map[controller.Permission]bool
+	Can     map[string]bool // by controller.Permission
+	Has     map[string]bool // the parts this server runs: commands, alerts, plan
 	Data    any
 	Refresh bool // the page updates itself from the event stream
 }
@@ -235,11 +244,13 @@ func sameOrigin(r *http.Request) bool {
 // render writes a page with the layout.
 func (c *Console) render(rq *request, code int, name string, v view) {
 	v.Op, v.CSRF, v.TZ, v.Now = rq.op, rq.sess.CSRF, c.o.Location.String(), c.now()
-	v.Can = map[controller.Permission]bool{}
+	v.Can = map[string]bool{}
 	for _, p := range []controller.Permission{controller.PermAcknowledge,
-		controller.PermSchedule, controller.PermRegister} {
-		v.Can[p] = rq.op.Can(p)
+		controller.PermSchedule, controller.PermRegister, controller.PermSwitchAC,
+		controller.PermCommand} {
+		v.Can[string(p)] = rq.op.Can(p)
 	}
+	v.Has = c.has()
 	c.write(rq.w, code, name, v)
 }
 
@@ -283,6 +294,11 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, code int, msg str
 
 func (c *Console) failFor(rq *request, code int, msg string) {
 	c.render(rq, code, "error", view{Title: http.StatusText(code), Error: msg})
+}
+
+// has says which optional parts run, for menus and buttons.
+func (c *Console) has() map[string]bool {
+	return map[string]bool{"commands": c.o.Commands != nil}
 }
 
 func (c *Console) now() time.Time { return c.o.Now().In(c.o.Location) }

@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
 
 // pageNames are the page templates; each is drawn inside layout.html.
-var pageNames = []string{"signin", "error", "alerts", "map", "list", "station"}
+var pageNames = []string{"signin", "error", "alerts", "map", "list", "station", "commands"}
 
 func (c *Console) parse() error {
 	for _, name := range pageNames {
@@ -106,6 +107,21 @@ func (c *Console) funcs() template.FuncMap {
 				return "i"
 			}
 			return "✓"
+		},
+		"args": func(m map[string]any) string {
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			var b strings.Builder
+			for i, k := range keys {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "%s=%v", k, m[k])
+			}
+			return b.String()
 		},
 		"join":  strings.Join,
 		"add":   func(a, b int) int { return a + b },

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"net/url"
@@ -306,6 +307,8 @@ type stationView struct {
 	Occupancy *controller.Occupancy
 	Visits    *controller.UsageRow // today's
 	Alerts    []alertRow
+	Commands  []controller.CommandRecord
+	Sent      string // id of the command just sent from this page
 }
 
 func (c *Console) stationPage(rq *request) {
@@ -343,8 +346,19 @@ func (c *Console) stationPage(rq *request) {
 		}
 	}
 	v.Alerts = c.stationAlerts(rq.op, st.ID)
+	v.Commands = c.stationCommands(st.ID)
+	flash := ""
+	if id := rq.r.URL.Query().Get("sent"); id != "" {
+		for _, cmd := range v.Commands {
+			if cmd.ID == id {
+				v.Sent = id
+				flash = fmt.Sprintf("Command %s (%s to %s) recorded: %s. Reload to follow it.",
+					cmd.ID, cmd.Name, cmd.Device, cmd.State)
+			}
+		}
+	}
 	c.render(rq, http.StatusOK, "station", view{Title: st.Name + " (" + st.ID + ")",
-		Nav: "map", Data: v})
+		Nav: "map", Data: v, Flash: flash})
 }
 
 func (c *Console) deviceRow(d devices.Device) deviceRow {
