@@ -118,4 +118,3 @@ func TestEventsCommandOutlivesTheServer(t *testing.T) {
 		t.Fatal("events did not stop when interrupted")
 	}
 }
-

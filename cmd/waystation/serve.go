@@ -43,6 +43,7 @@ type serveOptions struct {
 	commands       commandFlags
 	limits         limitFlags
 	bench          benchFlags
+	notify         notifyFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -87,6 +88,7 @@ func newServeCmd() *cobra.Command {
 	addCommandFlags(f, &o.commands)
 	addLimitFlags(f, &o.limits)
 	addBenchFlags(f, &o.bench)
+	addNotifyFlags(f, &o.notify)
 	return cmd
 }
 
@@ -121,10 +123,11 @@ type server struct {
 	acc   accessParts       // door access, allow-lists, usage
 
 	// notify takes every notice people are told about (alerts, commands,
-	// plans); parts that notify are opened after openNotify and append
-	// nothing to it.
+	// plans) to the event stream and the webhooks. It is set by
+	// openNotify: open the parts that notify after it and hand them
+	// s.notify.
 	notify controller.Notifiers
-	nt     notifyParts // the event stream
+	nt     notifyParts // the event stream and webhooks
 	cmds   *controller.Commands
 	con    consoleParts // the web console
 }
@@ -282,6 +285,9 @@ func (o *serveOptions) check() error {
 		return err
 	}
 	if err := o.commands.check(); err != nil {
+		return err
+	}
+	if err := o.notify.check(); err != nil {
 		return err
 	}
 	if o.demoScenario != "" && !o.demo {
