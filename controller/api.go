@@ -37,6 +37,9 @@ type APIOptions struct {
 	Events *Events
 	// Commands, when set, sends commands and serves their log.
 	Commands *Commands
+	// Crews and Planner, when set, serve crews' timetables and the plan.
+	Crews   *Crews
+	Planner *Planner
 	// Location is the time zone of reports and opening hours; default
 	// time.Local. Now is the clock; default time.Now.
 	Location *time.Location
@@ -89,6 +92,7 @@ func NewAPI(o APIOptions) (*API, error) {
 	a.handleUsage()
 	a.handleEvents()
 	a.handleCommands()
+	a.handlePlan()
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})

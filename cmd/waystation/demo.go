@@ -21,6 +21,13 @@ func (s *server) runDemo(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	ids := make([]string, len(county))
+	for i, c := range county {
+		ids[i] = c.ID
+	}
+	if err := s.demoTimetable(ids); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	var sc *simulators.Scenario
 	if s.o.demoScenario != "" {
 		if sc, err = simulators.LoadScenario(s.o.demoScenario); err != nil {

@@ -9,6 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// Zone data in the binary: schedules and reports work on a machine
+	// without system zone files.
+	_ "time/tzdata"
 )
 
 func main() {

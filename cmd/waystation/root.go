@@ -24,5 +24,7 @@ func newRootCmd() *cobra.Command {
 	addCredentialsCmd(root)
 	addUsageCmd(root)
 	addEventsCmd(root)
+	addCrewsCmd(root)
+	addPlanCmd(root)
 	return root
 }

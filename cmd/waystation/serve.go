@@ -130,6 +130,7 @@ type server struct {
 	nt     notifyParts // the event stream and webhooks
 	cmds   *controller.Commands
 	con    consoleParts // the web console
+	plan   planParts    // crews and pre-cooling
 }
 
 // openServer checks the options and opens every part. It fails fast with a
@@ -238,6 +239,9 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err := s.openBench(); err != nil {
 		return nil, err
 	}
+	if err := s.openPlan(); err != nil {
+		return nil, err
+	}
 	apiOpts := controller.APIOptions{
 		Registry: s.devs, Twins: s.twin, Operators: s.ops, Gatherer: s.reg, Logger: log,
 		Ready: s.isReady, Registerer: s.reg,
@@ -248,6 +252,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err := s.openConsole(&apiOpts); err != nil {
 		return nil, err
 	}
+	s.plan.apiOptions(&apiOpts)
 	s.api, err = controller.NewAPI(apiOpts)
 	if err != nil {
 		return nil, err
@@ -328,6 +333,7 @@ func (s *server) run(ctx context.Context) error {
 	s.runNotify(ctrlCtx, ctrl)
 	s.runCommands(ctrlCtx, ctrl)
 	s.runBench(ctrlCtx, ctrl)
+	s.runPlan(ctrlCtx, ctrl)
 	ctrl.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
