@@ -93,6 +93,7 @@ func NewAPI(o APIOptions) (*API, error) {
 	a.handleEvents()
 	a.handleCommands()
 	a.handlePlan()
+	a.handleBroker()
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})

@@ -118,6 +118,9 @@ func plainText(s string, max int) bool {
 type storedDevice struct {
 	Device
 	SecretHash []byte `json:"secret_hash"`
+	// BrokerHash is the secret's hash for an external broker's password
+	// file (see MosquittoHash).
+	BrokerHash string `json:"broker_hash,omitempty"`
 }
 
 // RegistryOptions configures a Registry. The zero value works.
@@ -287,7 +290,7 @@ func (r *Registry) AddDevice(d Device) (Device, string, error) {
 	if err := d.Validate(); err != nil {
 		return Device{}, "", err
 	}
-	secret, hash, err := r.newSecret()
+	secret, hash, bhash, err := r.newSecret()
 	if err != nil {
 		return Device{}, "", err
 	}
@@ -301,7 +304,7 @@ func (r *Registry) AddDevice(d Device) (Device, string, error) {
 		return Device{}, "", fmt.Errorf("device %s: %w", d.ID, ErrExists)
 	}
 	d.Created = r.now().UTC().Truncate(time.Millisecond)
-	sd := &storedDevice{Device: d, SecretHash: hash}
+	sd := &storedDevice{Device: d, SecretHash: hash, BrokerHash: bhash}
 	if err := r.put(bucketDevices, d.ID, sd); err != nil {
 		return Device{}, "", err
 	}
@@ -311,7 +314,7 @@ func (r *Registry) AddDevice(d Device) (Device, string, error) {
 
 // RotateSecret issues a new secret for a device; the old one stops working.
 func (r *Registry) RotateSecret(id string) (string, error) {
-	secret, hash, err := r.newSecret()
+	secret, hash, bhash, err := r.newSecret()
 	if err != nil {
 		return "", err
 	}
@@ -321,7 +324,7 @@ func (r *Registry) RotateSecret(id string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("device %s: %w", id, ErrNotFound)
 	}
-	sd := &storedDevice{Device: old.Device, SecretHash: hash}
+	sd := &storedDevice{Device: old.Device, SecretHash: hash, BrokerHash: bhash}
 	if err := r.put(bucketDevices, id, sd); err != nil {
 		return "", err
 	}
@@ -389,17 +392,20 @@ func (r *Registry) Authenticate(id string, secret []byte) (Device, error) {
 	return d.Device, nil
 }
 
-func (r *Registry) newSecret() (secret string, hash []byte, err error) {
+func (r *Registry) newSecret() (secret string, hash []byte, brokerHash string, err error) {
 	buf := make([]byte, 24)
 	if _, err := rand.Read(buf); err != nil {
-		return "", nil, fmt.Errorf("make secret: %w", err)
+		return "", nil, "", fmt.Errorf("make secret: %w", err)
 	}
 	secret = base64.RawURLEncoding.EncodeToString(buf)
 	hash, err = hashSecret([]byte(secret), r.memKiB)
 	if err != nil {
-		return "", nil, err
+		return "", nil, "", err
 	}
-	return secret, hash, nil
+	if brokerHash, err = MosquittoHash(secret); err != nil {
+		return "", nil, "", err
+	}
+	return secret, hash, brokerHash, nil
 }
 
 func (r *Registry) put(bucket []byte, key string, v any) error {
@@ -423,6 +429,7 @@ func (r *Registry) put(bucket []byte, key string, v any) error {
 func (r *Registry) Provision(list []Device) (map[string]string, error) {
 	secrets := make(map[string]string, len(list))
 	hashes := make(map[string][]byte, len(list))
+	bhashes := make(map[string]string, len(list))
 	for i := range list {
 		if err := list[i].Validate(); err != nil {
 			return nil, err
@@ -430,11 +437,11 @@ func (r *Registry) Provision(list []Device) (map[string]string, error) {
 		if _, dup := secrets[list[i].ID]; dup {
 			return nil, fmt.Errorf("device %s: %w twice in the list", list[i].ID, ErrExists)
 		}
-		secret, hash, err := r.newSecret()
+		secret, hash, bhash, err := r.newSecret()
 		if err != nil {
 			return nil, err
 		}
-		secrets[list[i].ID], hashes[list[i].ID] = secret, hash
+		secrets[list[i].ID], hashes[list[i].ID], bhashes[list[i].ID] = secret, hash, bhash
 	}
 
 	r.mu.Lock()
@@ -445,7 +452,7 @@ func (r *Registry) Provision(list []Device) (map[string]string, error) {
 		if _, ok := r.stations[d.Station]; !ok {
 			return nil, fmt.Errorf("device %s: station %q: %w", d.ID, d.Station, ErrNotFound)
 		}
-		sd := &storedDevice{Device: d, SecretHash: hashes[d.ID]}
+		sd := &storedDevice{Device: d, SecretHash: hashes[d.ID], BrokerHash: bhashes[d.ID]}
 		if old, ok := r.devices[d.ID]; ok {
 			sd.Device = old.Device
 		} else {

@@ -26,5 +26,6 @@ func newRootCmd() *cobra.Command {
 	addEventsCmd(root)
 	addCrewsCmd(root)
 	addPlanCmd(root)
+	addBrokerCmd(root)
 	return root
 }

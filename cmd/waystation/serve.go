@@ -44,6 +44,7 @@ type serveOptions struct {
 	limits         limitFlags
 	bench          benchFlags
 	notify         notifyFlags
+	ext            externalFlags // an external broker instead of the embedded one
 }
 
 func newServeCmd() *cobra.Command {
@@ -89,6 +90,7 @@ func newServeCmd() *cobra.Command {
 	addLimitFlags(f, &o.limits)
 	addBenchFlags(f, &o.bench)
 	addNotifyFlags(f, &o.notify)
+	addExternalFlags(f, &o.ext)
 	return cmd
 }
 
@@ -111,7 +113,8 @@ type server struct {
 	devs *devices.Registry
 	twin *devices.Twins
 	ops  *controller.Operators
-	mqtt *broker.Broker
+	mqtt *broker.Broker      // the embedded broker; nil with --broker
+	ext  *controller.MQTTBus // the external broker's connection; nil without --broker
 	in   *controller.Ingest
 	pres *controller.Presence
 	api  *controller.API
@@ -191,25 +194,31 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	bo := broker.Options{
-		TCPAddr:        o.mqttAddr,
-		WSAddr:         o.wsAddr,
-		StorePath:      filepath.Join(o.data, "broker.db"),
-		MaxPacketBytes: o.maxPacketBytes,
-		Credentials:    registryCredentials{s.devs},
-		Logger:         log.With("component", "broker"),
-		Registerer:     s.reg,
-		HoldLogins:     true, // until ingest has subscribed
+	if o.ext.broker != "" {
+		if err := s.openExternal(); err != nil {
+			return nil, err
+		}
+	} else {
+		bo := broker.Options{
+			TCPAddr:        o.mqttAddr,
+			WSAddr:         o.wsAddr,
+			StorePath:      filepath.Join(o.data, "broker.db"),
+			MaxPacketBytes: o.maxPacketBytes,
+			Credentials:    registryCredentials{s.devs},
+			Logger:         log.With("component", "broker"),
+			Registerer:     s.reg,
+			HoldLogins:     true, // until ingest has subscribed
 
-		// The controller's own network login, for tools such as waystation probe.
-		ControllerUser: controllerUser, ControllerSecret: ctrlSecret,
-	}
-	o.limits.apply(&bo, o.speed)
-	if s.mqtt, err = broker.New(bo); err != nil {
-		return nil, err
+			// The controller's own network login, for tools such as waystation probe.
+			ControllerUser: controllerUser, ControllerSecret: ctrlSecret,
+		}
+		o.limits.apply(&bo, o.speed)
+		if s.mqtt, err = broker.New(bo); err != nil {
+			return nil, err
+		}
 	}
 	s.in, err = controller.NewIngest(controller.IngestOptions{
-		Bus:        s.mqtt.Bus(),
+		Bus:        s.bus(),
 		Registry:   s.devs,
 		Twins:      s.twin,
 		Now:        s.clock.Now,
@@ -295,6 +304,9 @@ func (o *serveOptions) check() error {
 	if err := o.notify.check(); err != nil {
 		return err
 	}
+	if err := o.ext.check(o.demo); err != nil {
+		return err
+	}
 	if o.demoScenario != "" && !o.demo {
 		return errors.New("--demo-scenario needs --demo")
 	}
@@ -308,10 +320,9 @@ func (o *serveOptions) check() error {
 func (s *server) run(ctx context.Context) error {
 	defer s.close()
 
-	if err := s.mqtt.Start(); err != nil {
-		return fmt.Errorf("start broker: %w", err)
+	if err := s.startBroker(); err != nil {
+		return err
 	}
-	s.log.Info("mqtt listening", "tcp", s.mqtt.TCPAddr(), "ws", s.mqtt.WSAddr())
 	ln, err := net.Listen("tcp", s.o.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http %q: %w", s.o.httpAddr, err)
@@ -351,7 +362,7 @@ func (s *server) run(ctx context.Context) error {
 	case <-s.in.Ready():
 	case <-ctrlCtx.Done():
 	}
-	s.mqtt.OpenLogins()
+	s.openLogins()
 
 	devCtx, stopDevs := context.WithCancel(ctx)
 	defer stopDevs()
@@ -372,9 +383,7 @@ func (s *server) run(ctx context.Context) error {
 
 	// The broker stops taking messages before the controller stops, so what
 	// the broker acknowledged is still handled: ingest drains its queues.
-	if err := s.mqtt.Close(); err != nil {
-		s.log.Error("close broker", "err", err)
-	}
+	s.closeBroker()
 	stopCtrl()
 	cerr := ctrl.Wait()
 	s.log.Info("stopped")
@@ -393,11 +402,7 @@ func (s *server) isReady() error {
 
 // close releases everything open, in reverse order.
 func (s *server) close() {
-	if s.mqtt != nil {
-		if err := s.mqtt.Close(); err != nil {
-			s.log.Error("close broker", "err", err)
-		}
-	}
+	s.closeBroker()
 	if s.twin != nil {
 		if err := s.twin.Flush(); err != nil {
 			s.log.Error("write twins", "err", err)
@@ -408,7 +413,7 @@ func (s *server) close() {
 			s.log.Error("close data file", "err", err)
 		}
 	}
-	s.mqtt, s.twin, s.db = nil, nil, nil
+	s.mqtt, s.ext, s.twin, s.db = nil, nil, nil, nil
 }
 
 // registryCredentials lets the broker check device secrets in the registry.

@@ -85,7 +85,7 @@ func (s *server) openAccess() error {
 	s.in.Observe(a.usage.Observe)
 
 	a.access, err = controller.NewAccess(controller.AccessOptions{
-		Bus: s.mqtt.Bus(), Registry: s.devs, Twins: s.twin, Credentials: a.creds, Rules: a.rules,
+		Bus: s.bus(), Registry: s.devs, Twins: s.twin, Credentials: a.creds, Rules: a.rules,
 		Visits: a.usage, Location: s.loc, UnlockS: s.o.access.unlockS, RatePerS: s.o.access.ratePerS,
 		Burst: s.o.access.burst, Now: s.clock.Now, Logger: s.log, Registerer: s.reg,
 	})
@@ -95,7 +95,7 @@ func (s *server) openAccess() error {
 	s.in.Observe(a.access.Observe)
 
 	a.lists, err = controller.NewAllowLists(controller.AllowListOptions{
-		DB: s.db, Bus: s.mqtt.Bus(), Registry: s.devs, Credentials: a.creds, Rules: a.rules,
+		DB: s.db, Bus: s.bus(), Registry: s.devs, Credentials: a.creds, Rules: a.rules,
 		StaleAfter: s.o.access.staleAfter, Now: s.clock.Now, Logger: s.log, Registerer: s.reg,
 	})
 	if err != nil {

@@ -53,7 +53,7 @@ func (o *commandFlags) check() error {
 func (s *server) openCommands() error {
 	var err error
 	s.cmds, err = controller.NewCommands(controller.CommandsOptions{
-		DB: s.db, Bus: s.mqtt.Bus(), Registry: s.devs, Twins: s.twin,
+		DB: s.db, Bus: s.bus(), Registry: s.devs, Twins: s.twin,
 		DefaultTTL: s.o.commands.ttl, RetryEvery: s.o.commands.retry,
 		EffectWithin: s.o.commands.effectWithin,
 		Retention:    time.Duration(s.o.commands.retentionDays) * 24 * time.Hour,

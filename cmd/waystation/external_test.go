@@ -1,0 +1,365 @@
+package main
+
+import (
+	"encoding/json"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/waystation/waystation/broker"
+	"github.com/waystation/waystation/devices"
+	"github.com/waystation/waystation/internal/mosquitto"
+	"github.com/waystation/waystation/schemas"
+)
+
+// externalRig is Debian's mosquitto with login files made by export-auth,
+// and the controller's password for it.
+type externalRig struct {
+	m                 *mosquitto.Broker
+	passwd, acl, pass string // files
+}
+
+// startMosquittoForServe starts mosquitto knowing only the controller's
+// login; export-auth adds the devices later.
+func startMosquittoForServe(t *testing.T) *externalRig {
+	t.Helper()
+	dir := t.TempDir()
+	r := &externalRig{passwd: filepath.Join(dir, "passwd"), acl: filepath.Join(dir, "acl"),
+		pass: filepath.Join(dir, "controller.password")}
+	if err := os.WriteFile(r.pass, []byte("controller-pw-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := devices.MosquittoHash("controller-pw-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, acl, err := broker.MosquittoFiles([]broker.Login{{User: controllerUser, Hash: hash,
+		Controller: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.passwd, pw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.acl, acl, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.m = mosquitto.Start(t, mosquitto.Config{PasswordFile: r.passwd, ACLFile: r.acl})
+	return r
+}
+
+// serveOn edits serve's options to attach to the rig's broker.
+func (r *externalRig) serveOn(o *serveOptions) {
+	o.ext = externalFlags{broker: r.m.URL(), user: controllerUser, passwordFile: r.pass,
+		maxReconnect: 200 * time.Millisecond}
+}
+
+// exportAuth writes the login files from running servers and reloads
+// mosquitto.
+func (r *externalRig) exportAuth(t *testing.T, servers ...*testServer) {
+	t.Helper()
+	args := []string{"broker", "export-auth", "--passwd", r.passwd, "--acl", r.acl,
+		"--controller-password-file", r.pass}
+	for _, ts := range servers {
+		args = append(args, "--server", ts.url, "--token", ts.token)
+	}
+	out, err := runCLI(args...)
+	if err != nil {
+		t.Fatalf("export-auth: %v\n%s", err, out)
+	}
+	r.m.Reload()
+}
+
+// connectExternal connects a device to mosquitto, trying again while a
+// reload of its files is under way.
+func connectExternal(t *testing.T, r *externalRig, station, id, secret string,
+	o deviceOpts) *device {
+	t.Helper()
+	var d *device
+	eventually(t, 5*time.Second, "device "+id+" logs in to mosquitto", func() bool {
+		var err error
+		d, err = connectDevice(t, r.m.Addr, station, id, secret, o)
+		return err == nil
+	})
+	return d
+}
+
+// TestExternalBrokerEndToEnd is the foundation's end-to-end flow with
+// Debian's mosquitto in place of the embedded broker: logins and topics
+// are checked by mosquitto from the files export-auth wrote.
+func TestExternalBrokerEndToEnd(t *testing.T) {
+	requireMosquitto(t)
+	r := startMosquittoForServe(t)
+	ts := startServer(t, r.serveOn)
+	secretA := ts.register(t, "ys-001", "ys-001-ac", schemas.KindAC)
+	ts.register(t, "ys-002", "ys-002-ac", schemas.KindAC)
+	r.exportAuth(t, ts)
+
+	// mosquitto_pub as the device: retained status, then telemetry.
+	status := `{"online":true,"kind":"ac","firmware":"3.2.1","model":"KFR-35GW","conn":"m1"}`
+	eventually(t, 5*time.Second, "mosquitto_pub logs in", func() bool {
+		host, port, _ := strings.Cut(r.m.Addr, ":")
+		return exec.Command("mosquitto_pub", "-h", host, "-p", port, "-i", "ys-001-ac", "-u",
+			"ys-001-ac", "-P", secretA, "-q", "1", "-r", "-m", status,
+			"-t", schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelStatus)).Run() == nil
+	})
+	mosquittoPub(t, r.m.Addr, "ys-001-ac", secretA,
+		schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry), acTelemetry(1, 29.5))
+	eventually(t, 5*time.Second, "twin shows the telemetry sent through mosquitto", func() bool {
+		v := ts.twinCLI(t, "ys-001-ac")
+		return v.Twin != nil && v.Twin.Seq == 1 && v.Twin.Online && v.Twin.Firmware == "3.2.1"
+	})
+
+	// A wrong secret is refused by mosquitto.
+	host, port, _ := strings.Cut(r.m.Addr, ":")
+	if out, err := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-i", "ys-001-ac",
+		"-u", "ys-001-ac", "-P", secretA+"x", "-q", "1", "-m", "{}",
+		"-t", schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry)).CombinedOutput(); err == nil {
+		t.Fatalf("mosquitto let a wrong secret in: %s", out)
+	}
+
+	// paho, with a will: another device's topic is refused by mosquitto,
+	// its own topics flow.
+	d := connectExternal(t, r, "ys-001", "ys-001-ac", secretA, deviceOpts{
+		will: `{"online":false,"kind":"ac","conn":"m2"}`})
+	d.publish(t, schemas.ChannelStatus, true,
+		`{"online":true,"kind":"ac","firmware":"3.2.1","conn":"m2"}`)
+	// Mosquitto acknowledges a refused QoS 1 publish and drops it.
+	tok := d.c.Publish(schemas.DeviceTopic("ys-002", "ys-002-ac", schemas.ChannelTelemetry), 1,
+		false, acTelemetry(7, 31))
+	tok.WaitTimeout(3 * time.Second)
+	// Mosquitto 2.0 grants a subscription its ACL refuses, then delivers
+	// nothing on it: a command to another device does not reach this one,
+	// its own does.
+	got := make(chan string, 4)
+	for _, dev := range []struct{ station, id string }{{"ys-002", "ys-002-ac"}, {"ys-001", "ys-001-ac"}} {
+		sub := d.c.Subscribe(schemas.DeviceTopic(dev.station, dev.id, schemas.ChannelCmd), 1,
+			func(_ mqtt.Client, m mqtt.Message) { got <- m.Topic() })
+		if !sub.WaitTimeout(3*time.Second) || sub.Error() != nil {
+			t.Fatalf("subscribe: %v", sub.Error())
+		}
+	}
+	for _, topic := range []string{schemas.DeviceTopic("ys-002", "ys-002-ac", schemas.ChannelCmd),
+		schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelCmd)} {
+		if err := ts.s.bus().Publish(topic, 1, false, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case topic := <-got:
+		if topic != schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelCmd) {
+			t.Fatalf("the device got a command on %s", topic)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the device's own command did not arrive")
+	}
+	d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(2, 27.25))
+	eventually(t, 5*time.Second, "own telemetry processed", func() bool {
+		return ts.twinCLI(t, "ys-001-ac").Twin.Seq == 2
+	})
+	if v := ts.twinCLI(t, "ys-002-ac"); v.Twin != nil {
+		t.Fatalf("the foreign message reached ys-002-ac's twin: %+v", v.Twin)
+	}
+	if got := ts.metric(t, "waystation_messages_total", "channel", "telemetry", "result", "ok"); got != 2 {
+		t.Fatalf("telemetry ok = %v, want 2", got)
+	}
+
+	// The will, published by mosquitto when the connection drops, takes
+	// the device offline.
+	d.cut()
+	eventually(t, 5*time.Second, "the will takes the twin offline", func() bool {
+		return !ts.twinCLI(t, "ys-001-ac").Twin.Online
+	})
+	if got := ts.metric(t, "waystation_mqtt_connected"); got != 1 {
+		t.Fatalf("waystation_mqtt_connected = %v", got)
+	}
+}
+
+// TestExternalBrokerRestart: mosquitto is killed and started again without
+// persistence; the controller reconnects, subscribes again, and a message
+// sent afterwards reaches the twin.
+func TestExternalBrokerRestart(t *testing.T) {
+	requireMosquitto(t)
+	r := startMosquittoForServe(t)
+	ts := startServer(t, r.serveOn)
+	secret := ts.register(t, "ys-001", "ys-001-ac", schemas.KindAC)
+	r.exportAuth(t, ts)
+	d := connectExternal(t, r, "ys-001", "ys-001-ac", secret, deviceOpts{})
+	d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(1, 29))
+	eventually(t, 5*time.Second, "first telemetry", func() bool {
+		v := ts.twinCLI(t, "ys-001-ac")
+		return v.Twin != nil && v.Twin.Seq == 1
+	})
+
+	r.m.Kill()
+	eventually(t, 5*time.Second, "the controller notices the broker is gone", func() bool {
+		return ts.metric(t, "waystation_mqtt_connected") == 0
+	})
+	r.m.Restart()
+	eventually(t, 10*time.Second, "the controller subscribes again", func() bool {
+		return ts.metric(t, "waystation_mqtt_resubscribes_total") >= 1
+	})
+	d = connectExternal(t, r, "ys-001", "ys-001-ac", secret, deviceOpts{})
+	d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(2, 31))
+	eventually(t, 5*time.Second, "telemetry after the restart reaches the twin", func() bool {
+		return ts.twinCLI(t, "ys-001-ac").Twin.Seq == 2
+	})
+	if got := ts.metric(t, "waystation_mqtt_connection_lost_total"); got != 1 {
+		t.Fatalf("connection lost %v times, want 1", got)
+	}
+}
+
+// TestEmbeddedBrokerRestartWithoutPersistence: serve stops, the embedded
+// broker's store is deleted, serve starts again on the same data: the
+// controller subscribes anew and a message sent afterwards reaches the
+// twin.
+func TestEmbeddedBrokerRestartWithoutPersistence(t *testing.T) {
+	data := t.TempDir()
+	ts := startServer(t, func(o *serveOptions) { o.data = data })
+	secret := ts.register(t, "ys-001", "ys-001-ac", schemas.KindAC)
+	d, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-ac", secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.publish(t, schemas.ChannelStatus, true, `{"online":true,"kind":"ac","conn":"c1"}`)
+	d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(1, 29))
+	eventually(t, 5*time.Second, "first telemetry", func() bool {
+		v := ts.twinCLI(t, "ys-001-ac")
+		return v.Twin != nil && v.Twin.Seq == 1
+	})
+	d.c.Disconnect(50)
+	ts.stop(t)
+	if err := os.Remove(filepath.Join(data, "broker.db")); err != nil {
+		t.Fatal(err)
+	}
+
+	ts = startServer(t, func(o *serveOptions) { o.data = data })
+	d, err = connectDevice(t, ts.mqtt, "ys-001", "ys-001-ac", secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(2, 33))
+	eventually(t, 5*time.Second, "telemetry after the restart reaches the twin", func() bool {
+		return ts.twinCLI(t, "ys-001-ac").Twin.Seq == 2
+	})
+}
+
+// TestServeBrokerFlags: --broker is checked at start-up, its login too.
+func TestServeBrokerFlags(t *testing.T) {
+	requireMosquitto(t)
+	r := startMosquittoForServe(t)
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	os.WriteFile(wrong, []byte("not-it\n"), 0o600)
+	for _, c := range []struct {
+		ext  externalFlags
+		demo bool
+		want string
+	}{
+		{externalFlags{broker: "localhost:1883", user: "u", passwordFile: r.pass}, false, "want tcp://host:port"},
+		{externalFlags{broker: "http://localhost:1883", user: "u", passwordFile: r.pass}, false, "scheme"},
+		{externalFlags{broker: r.m.URL(), user: "u"}, false, "--broker-password-file"},
+		{externalFlags{broker: r.m.URL(), user: "u", passwordFile: "/nonexistent"}, false, "nonexistent"},
+		{externalFlags{broker: r.m.URL(), user: controllerUser, passwordFile: r.pass}, true, "--demo"},
+		{externalFlags{passwordFile: r.pass}, false, "go with --broker"},
+		{externalFlags{broker: r.m.URL(), user: controllerUser, passwordFile: wrong}, false, "not Authorized"},
+	} {
+		o := serveOptions{data: t.TempDir(), mqttAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0",
+			maxPacketBytes: 64 << 10, logLevel: "info", timeZone: "Asia/Shanghai", demo: c.demo,
+			demoStations: 3, ext: c.ext}
+		s, err := openServer(o, discardLogger())
+		if err == nil {
+			s.close()
+			t.Errorf("%+v: started", c.ext)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want it to say %q", c.ext, err, c.want)
+		}
+	}
+}
+
+// TestExportAuthOffline: export-auth reads a stopped server's data folder;
+// devices registered before broker hashes were kept get new secrets with
+// --rotate-missing, which mosquitto then accepts.
+func TestExportAuthOffline(t *testing.T) {
+	data := t.TempDir()
+	ts := startServer(t, func(o *serveOptions) { o.data = data })
+	ts.register(t, "ys-001", "ys-001-ac", schemas.KindAC)
+	ts.register(t, "ys-001", "ys-001-lock", schemas.KindLock)
+	ts.stop(t)
+
+	// ys-001-lock as registered before the registry kept broker hashes.
+	db, err := bolt.Open(filepath.Join(data, "waystation.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("devices"))
+		var v map[string]any
+		if err := json.Unmarshal(b.Get([]byte("ys-001-lock")), &v); err != nil {
+			return err
+		}
+		delete(v, "broker_hash")
+		buf, _ := json.Marshal(v)
+		return b.Put([]byte("ys-001-lock"), buf)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "ctl")
+	os.WriteFile(pass, []byte("pw\n"), 0o600)
+	passwd, acl, secrets := filepath.Join(dir, "passwd"), filepath.Join(dir, "acl"),
+		filepath.Join(dir, "secrets")
+	args := []string{"broker", "export-auth", "--data", data, "--passwd", passwd, "--acl", acl,
+		"--controller-password-file", pass}
+	out, err := runCLI(args...)
+	if err != nil || !strings.Contains(out, "left out 1 devices") {
+		t.Fatalf("export-auth: %v\n%s", err, out)
+	}
+	raw, _ := os.ReadFile(passwd)
+	if strings.Contains(string(raw), "ys-001-lock") || !strings.Contains(string(raw), "ys-001-ac:$7$") {
+		t.Fatalf("password file:\n%s", raw)
+	}
+
+	out, err = runCLI(append(args, "--rotate-missing", secrets)...)
+	if err != nil || !strings.Contains(out, "issued new secrets to 1 devices") {
+		t.Fatalf("export-auth --rotate-missing: %v\n%s", err, out)
+	}
+	line, _ := os.ReadFile(secrets)
+	id, secret, _ := strings.Cut(strings.TrimSpace(string(line)), ",")
+	if id != "ys-001-lock" || secret == "" {
+		t.Fatalf("secrets file %q", line)
+	}
+	aclText, _ := os.ReadFile(acl)
+	for _, want := range []string{"user waystation.controller\ntopic readwrite waystation/v1/#",
+		"user ys-001-lock\n", "topic write waystation/v1/ys-001/ys-001-lock/access/req",
+		"topic read waystation/v1/ys-001/ys-001-lock/access/list"} {
+		if !strings.Contains(string(aclText), want) {
+			t.Fatalf("ACL lacks %q:\n%s", want, aclText)
+		}
+	}
+
+	// Mosquitto takes the files as they are, and the new secret.
+	m := mosquitto.Start(t, mosquitto.Config{PasswordFile: passwd, ACLFile: acl})
+	if _, err := connectDevice(t, m.Addr, "ys-001", "ys-001-lock", secret, deviceOpts{}); err != nil {
+		t.Fatalf("the rotated secret does not log in to mosquitto: %v", err)
+	}
+
+	// Both or neither: --data and --server.
+	if out, err := runCLI("broker", "export-auth", "--passwd", passwd, "--acl", acl,
+		"--controller-password-file", pass); err == nil {
+		t.Fatalf("export-auth with no source: %s", out)
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
