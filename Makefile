@@ -5,7 +5,7 @@ GO      ?= go
 BIN     ?= bin/waystation
 TESTTIME ?= 9m
 
-.PHONY: all build run test vet bench fuzz clean
+.PHONY: all build run test vet bench fuzz soak clean
 
 all: build
 
@@ -16,23 +16,42 @@ build:
 run: build
 	./$(BIN) serve --demo
 
-## test: vet and every test with the race detector
+## test: vet and every test with the race detector, then the reconnect
+## storm (too many goroutines for the race detector) and each fuzz target
+## for a second
 test: vet
 	$(GO) test -race -count=1 -timeout $(TESTTIME) ./...
+	$(GO) test -count=1 -run '^TestReconnectStorm$$' -timeout 5m ./broker
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=1s
 
 vet:
 	$(GO) vet ./...
 
-## bench: benchmarks with their figures
-bench:
+## bench: benchmarks with their figures, then the load generator against
+## Mosquitto (ingest, latency, fleet; a few minutes; needs mosquitto)
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./...
+	./$(BIN) loadgen
 
 ## fuzz: each decoder fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
+FUZZPKGS ?= ./schemas ./devices
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./schemas | grep '^Fuzz'); do \
-		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./schemas || exit 1; \
-	done
+	@log=$$(mktemp); for p in $(FUZZPKGS); do \
+	for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+		echo "== $$p $$t ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p > $$log 2>&1 || \
+			{ cat $$log; rm -f $$log; exit 1; }; \
+	done; done; rm -f $$log
+
+## soak: the long checks: each fuzz target for SOAKFUZZTIME (default 1m)
+## and a reconnect storm of SOAKDEVICES (default 5000) devices
+SOAKFUZZTIME ?= 1m
+SOAKDEVICES  ?= 5000
+soak:
+	WAYSTATION_STORM_DEVICES=$(SOAKDEVICES) $(GO) test -count=1 -v -run '^TestReconnectStorm$$' \
+		-timeout 20m ./broker
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(SOAKFUZZTIME)
 
 clean:
 	rm -rf bin

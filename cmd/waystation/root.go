@@ -18,6 +18,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newSimulateCmd())
 	root.AddCommand(newProbeCmd())
 	root.AddCommand(newCheckCmd())
+	root.AddCommand(newLoadgenCmd())
 	addStationsCmd(root)
 	addDevicesCmd(root)
 	addOperatorsCmd(root)
