@@ -393,7 +393,7 @@ func (o *loadgenOptions) runIngest(ctx context.Context, bin, dir string,
 	say func(string, ...any)) ([]benchRow, error) {
 	devs := loadgen.Devices(o.devices)
 	res := map[string]map[string]throughput{} // target → run → figures
-	lat := map[string][3]time.Duration{}       // target → p50, p99, p99.9
+	lat := map[string][3]time.Duration{}      // target → p50, p99, p99.9
 	latNote := map[string]string{}
 
 	for _, name := range []string{"mosquitto", "waystation"} {
@@ -520,7 +520,7 @@ func (o *loadgenOptions) runIngest(ctx context.Context, bin, dir string,
 		for i, n := range names {
 			w, m := lat["waystation"][i], lat["mosquitto"][i]
 			row := benchRow{Suite: "latency", Unit: "ms",
-				Measure: fmt.Sprintf("%s publish to twin updated at %.0f msg/s", n, o.latencyRate),
+				Measure:    fmt.Sprintf("%s publish to twin updated at %.0f msg/s", n, o.latencyRate),
 				Waystation: ms(w), Mosquitto: ms(m), Ratio: ratio(ms(w), ms(m)),
 				Note: "waystation " + latNote["waystation"] + "; mosquitto to its subscriber, " +
 					latNote["mosquitto"]}
