@@ -42,6 +42,8 @@ type Options struct {
 	Sessions  *controller.Sessions
 	// Usage, when set, shows visits and occupancy.
 	Usage *controller.Usage
+	// History, when set, draws the charts of station pages.
+	History HistoryFunc
 	// Commands, when set, adds the AC and door buttons of station pages
 	// and the commands page.
 	Commands *controller.Commands
@@ -298,7 +300,7 @@ func (c *Console) failFor(rq *request, code int, msg string) {
 
 // has says which optional parts run, for menus and buttons.
 func (c *Console) has() map[string]bool {
-	return map[string]bool{"commands": c.o.Commands != nil}
+	return map[string]bool{"commands": c.o.Commands != nil, "history": c.o.History != nil}
 }
 
 func (c *Console) now() time.Time { return c.o.Now().In(c.o.Location) }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -341,5 +342,48 @@ func TestProject(t *testing.T) {
 	// North is up, east is right.
 	if !(rows[1].Y < rows[0].Y && rows[1].X > rows[0].X) {
 		t.Errorf("orientation: %+v", rows)
+	}
+}
+
+func TestDrawChart(t *testing.T) {
+	loc, _ := time.LoadLocation("Asia/Shanghai")
+	to := time.Date(2025, 7, 21, 12, 0, 0, 0, loc)
+	from := to.Add(-24 * time.Hour)
+	var s series
+	for at := from.Add(time.Minute); at.Before(to); at = at.Add(30 * time.Second) {
+		if at.After(from.Add(10*time.Hour)) && at.Before(from.Add(11*time.Hour)) {
+			continue // an hour without data
+		}
+		s.At = append(s.At, at)
+		s.V = append(s.V, 26+float64(at.Hour()%5))
+	}
+	c := drawChart("t", "Temperature", "°C", from, to, loc, []series{s, {Name: "none"}})
+	if c.Empty || len(c.Paths) != 2 || c.Paths[1].D != "" {
+		t.Fatalf("chart %+v", c)
+	}
+	p := c.Paths[0]
+	// Five-minute averages: about 288 points, less the missing hour; the
+	// gap starts the line anew.
+	if p.Points < 270 || p.Points > 289 || strings.Count(p.D, "M") != 2 {
+		t.Errorf("%d points, %d moves", p.Points, strings.Count(p.D, "M"))
+	}
+	if c.YTicks[0].Label != "26" || c.YTicks[len(c.YTicks)-1].Label != "30" {
+		t.Errorf("y ticks %+v", c.YTicks)
+	}
+	// Hour ticks every three hours, local time.
+	if len(c.XTicks) != 9 || c.XTicks[0].Label != "12:00" || c.XTicks[1].Label != "15:00" {
+		t.Errorf("x ticks %+v", c.XTicks)
+	}
+	for _, f := range strings.Fields(strings.NewReplacer("M", "", "L", "").Replace(p.D)) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v < 0 || v > chartW {
+			t.Fatalf("coordinate %q outside the drawing", f)
+		}
+	}
+	if !strings.Contains(c.Summary, "26 to 30 °C") {
+		t.Errorf("summary %q", c.Summary)
+	}
+	if e := drawChart("e", "x", "W", from, to, loc, nil); !e.Empty {
+		t.Errorf("a chart of nothing: %+v", e)
 	}
 }

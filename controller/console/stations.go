@@ -309,6 +309,7 @@ type stationView struct {
 	Alerts    []alertRow
 	Commands  []controller.CommandRecord
 	Sent      string // id of the command just sent from this page
+	Charts    []chart
 }
 
 func (c *Console) stationPage(rq *request) {
@@ -347,6 +348,7 @@ func (c *Console) stationPage(rq *request) {
 	}
 	v.Alerts = c.stationAlerts(rq.op, st.ID)
 	v.Commands = c.stationCommands(st.ID)
+	v.Charts = c.stationCharts(v.Devices, now)
 	flash := ""
 	if id := rq.r.URL.Query().Get("sent"); id != "" {
 		for _, cmd := range v.Commands {
@@ -393,4 +395,49 @@ func (c *Console) deviceRow(d devices.Device) deviceRow {
 		row.AC, row.Lock, row.Charger, row.AED = nil, nil, nil, nil
 	}
 	return row
+}
+
+// chartWindow is how far back station charts reach.
+const chartWindow = 24 * time.Hour
+
+// stationCharts draws, for each AC of a station, its room and outdoor
+// temperatures and its power over the last day.
+func (c *Console) stationCharts(devs []deviceRow, now time.Time) []chart {
+	if c.o.History == nil {
+		return nil
+	}
+	from := now.Add(-chartWindow)
+	var out []chart
+	for _, d := range devs {
+		if d.Device.Kind != schemas.KindAC {
+			continue
+		}
+		samples, err := c.o.History(d.Device.ID, from, now)
+		if err != nil {
+			c.log.Warn("history for a chart", "device", d.Device.ID, "err", err)
+			continue
+		}
+		room := series{Name: "Room", Class: "s0"}
+		outdoor := series{Name: "Outdoor", Class: "s1"}
+		power := series{Name: "AC power", Class: "s2"}
+		for _, sm := range samples {
+			var st schemas.ACState
+			if json.Unmarshal(sm.State, &st) != nil {
+				continue
+			}
+			room.At, room.V = append(room.At, sm.At), append(room.V, st.RoomC)
+			if st.OutdoorC != nil {
+				outdoor.At, outdoor.V = append(outdoor.At, sm.At), append(outdoor.V, *st.OutdoorC)
+			}
+			if st.PowerW != nil {
+				power.At, power.V = append(power.At, sm.At), append(power.V, *st.PowerW)
+			}
+		}
+		out = append(out,
+			drawChart("temp-"+d.Device.ID, "Temperature, "+d.Device.ID, "°C", from, now,
+				c.o.Location, []series{room, outdoor}),
+			drawChart("power-"+d.Device.ID, "AC power, "+d.Device.ID, "W", from, now,
+				c.o.Location, []series{power}))
+	}
+	return out
 }
