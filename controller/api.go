@@ -40,6 +40,8 @@ type APIOptions struct {
 	// Crews and Planner, when set, serve crews' timetables and the plan.
 	Crews   *Crews
 	Planner *Planner
+	// Alerts, when set, serves alerts and silences.
+	Alerts *Alerts
 	// Location is the time zone of reports and opening hours; default
 	// time.Local. Now is the clock; default time.Now.
 	Location *time.Location
@@ -94,6 +96,7 @@ func NewAPI(o APIOptions) (*API, error) {
 	a.handleCommands()
 	a.handlePlan()
 	a.handleBroker()
+	a.handleAlerts()
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})

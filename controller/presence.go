@@ -44,10 +44,17 @@ type PresenceOptions struct {
 // device its full allowance to report again before anyone calls it
 // offline.
 type Presence struct {
-	o       PresenceOptions
-	log     *slog.Logger
-	started time.Time
-	silent  prometheus.Counter
+	o        PresenceOptions
+	log      *slog.Logger
+	started  time.Time
+	silent   prometheus.Counter
+	onSilent []func(devices.Twin, time.Time)
+}
+
+// OnSilent adds a function told of every device Sweep marks offline, with
+// its twin as it was and the time. Call before Run.
+func (p *Presence) OnSilent(f func(devices.Twin, time.Time)) {
+	p.onSilent = append(p.onSilent, f)
 }
 
 // NewPresence builds a Presence and registers its metric.
@@ -115,6 +122,9 @@ func (p *Presence) Sweep() int {
 		if p.o.Twins.MarkOffline(tw.Device, now) {
 			n++
 			p.silent.Inc()
+			for _, f := range p.onSilent {
+				f(tw, now)
+			}
 			p.log.Info("device silent, marked offline", "device", tw.Device, "station", tw.Station,
 				"last_seen", tw.LastSeen, "allowance", allow)
 		}

@@ -28,5 +28,6 @@ func newRootCmd() *cobra.Command {
 	addCrewsCmd(root)
 	addPlanCmd(root)
 	addBrokerCmd(root)
+	addAlertsCmd(root)
 	return root
 }

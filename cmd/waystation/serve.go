@@ -45,6 +45,7 @@ type serveOptions struct {
 	bench          benchFlags
 	notify         notifyFlags
 	ext            externalFlags // an external broker instead of the embedded one
+	alerts         alertFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -91,6 +92,7 @@ func newServeCmd() *cobra.Command {
 	addBenchFlags(f, &o.bench)
 	addNotifyFlags(f, &o.notify)
 	addExternalFlags(f, &o.ext)
+	addAlertFlags(f, &o.alerts)
 	return cmd
 }
 
@@ -134,6 +136,7 @@ type server struct {
 	cmds   *controller.Commands
 	con    consoleParts // the web console
 	plan   planParts    // crews and pre-cooling
+	al     alertParts   // alert rules, silences
 }
 
 // openServer checks the options and opens every part. It fails fast with a
@@ -251,6 +254,9 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err := s.openPlan(); err != nil {
 		return nil, err
 	}
+	if err := s.openAlerts(); err != nil {
+		return nil, err
+	}
 	apiOpts := controller.APIOptions{
 		Registry: s.devs, Twins: s.twin, Operators: s.ops, Gatherer: s.reg, Logger: log,
 		Ready: s.isReady, Registerer: s.reg,
@@ -258,6 +264,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	s.acc.apiOptions(&apiOpts)
 	s.nt.apiOptions(&apiOpts)
 	apiOpts.Commands = s.cmds
+	s.al.apiOptions(&apiOpts)
 	if err := s.openConsole(&apiOpts); err != nil {
 		return nil, err
 	}
@@ -307,6 +314,9 @@ func (o *serveOptions) check() error {
 	if err := o.ext.check(o.demo); err != nil {
 		return err
 	}
+	if err := o.alerts.check(); err != nil {
+		return err
+	}
 	if o.demoScenario != "" && !o.demo {
 		return errors.New("--demo-scenario needs --demo")
 	}
@@ -345,6 +355,7 @@ func (s *server) run(ctx context.Context) error {
 	s.runCommands(ctrlCtx, ctrl)
 	s.runBench(ctrlCtx, ctrl)
 	s.runPlan(ctrlCtx, ctrl)
+	s.runAlerts(ctrlCtx, ctrl)
 	ctrl.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
