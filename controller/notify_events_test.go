@@ -33,7 +33,7 @@ type eventsRig struct {
 	done  chan struct{}
 }
 
-func newEventsRig(t *testing.T, o EventsOptions) *eventsRig {
+func newEventsRig(t testing.TB, o EventsOptions) *eventsRig {
 	t.Helper()
 	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
 	if err != nil {
