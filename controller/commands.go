@@ -165,6 +165,7 @@ type CommandRecord struct {
 	Seq uint64 `json:"seq"`
 
 	sentMono time.Time // the wall clock at the last send, for the round trip
+	sentConn string    // the device's connection at the last send
 }
 
 // finished reports whether the command will not be sent again.
@@ -565,16 +566,17 @@ func (a *actions) add(b actions) {
 	a.notices = append(a.notices, b.notices...)
 }
 
-// act publishes and notifies, without c.mu.
+// act notifies and publishes, without c.mu. Notices go first, so a
+// command's "sent" is told before its answer can be.
 func (c *Commands) act(a actions) {
-	for _, s := range a.sends {
-		if err := c.o.Bus.Publish(s.topic, 1, false, s.payload); err != nil {
-			c.log.Warn("publish command", "command", s.id, "err", err)
-		}
-	}
 	if c.o.Notifier != nil {
 		for _, n := range a.notices {
 			c.o.Notifier.Notify(n)
+		}
+	}
+	for _, s := range a.sends {
+		if err := c.o.Bus.Publish(s.topic, 1, false, s.payload); err != nil {
+			c.log.Warn("publish command", "command", s.id, "err", err)
 		}
 	}
 }
@@ -598,10 +600,14 @@ func (c *Commands) pump(device string, force bool, now time.Time) actions {
 		if !c.durable[rec.ID] {
 			return a
 		}
-		if tw, ok := c.o.Twins.Get(device); !ok || !tw.Online {
+		tw, ok := c.o.Twins.Get(device)
+		if !ok || !tw.Online {
 			return a
 		}
-		if rec.State == CommandSent && !force && now.Before(rec.LastSent.Add(c.o.RetryEvery)) {
+		// A sent command goes again after RetryEvery, or at once when the
+		// device is on another connection than the one it was sent to.
+		if rec.State == CommandSent && now.Before(rec.LastSent.Add(c.o.RetryEvery)) &&
+			(!force || tw.Conn == rec.sentConn) {
 			return a
 		}
 		payload, err := json.Marshal(schemas.Command{
@@ -617,6 +623,7 @@ func (c *Commands) pump(device string, force bool, now time.Time) actions {
 		rec.State = CommandSent
 		rec.LastSent = now
 		rec.sentMono = time.Now()
+		rec.sentConn = tw.Conn
 		if first {
 			rec.FirstSent = now
 			a.notices = append(a.notices, c.notice(rec, NoticeCommandSent, now))

@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -34,6 +36,11 @@ type cmdRig struct {
 	notes   *noteLog
 	opts    CommandsOptions
 
+	brokerProm *prometheus.Registry
+	// lose is how many of the next answers from devices Commands does not
+	// hear of, as if lost between the device and the controller.
+	lose atomic.Int32
+
 	cur     atomic.Pointer[Commands]
 	prom    *prometheus.Registry // of the current Commands
 	stopRun func()
@@ -48,6 +55,8 @@ var cmdRigDevices = []devices.Device{
 	{ID: "ys-b-ac", Station: "ys-b", Kind: schemas.KindAC},
 	{ID: "ys-n-ac", Station: "ys-n", Kind: schemas.KindAC},
 }
+
+var debugLog *slog.Logger
 
 // noteLog records notices.
 type noteLog struct {
@@ -96,8 +105,9 @@ func newCmdRig(t testing.TB, adjust func(*CommandsOptions), extra ...devices.Dev
 		cmdRigDevices...), extra...)); err != nil {
 		t.Fatal(err)
 	}
+	r.brokerProm = prometheus.NewRegistry()
 	r.broker, err = broker.New(broker.Options{TCPAddr: "127.0.0.1:0",
-		Credentials: registryLogins{r.reg}, Registerer: prometheus.NewRegistry()})
+		Credentials: registryLogins{r.reg}, Registerer: r.brokerProm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,17 +117,20 @@ func newCmdRig(t testing.TB, adjust func(*CommandsOptions), extra ...devices.Dev
 	t.Cleanup(func() { r.broker.Close() })
 	r.bus = r.broker.Bus()
 	if r.in, err = NewIngest(IngestOptions{Bus: r.bus, Registry: r.reg, Twins: r.twins,
-		Now: r.clock.Now, Registerer: prometheus.NewRegistry()}); err != nil {
+		Now: r.clock.Now, Registerer: prometheus.NewRegistry(), Logger: debugLog}); err != nil {
 		t.Fatal(err)
 	}
 	r.in.Observe(func(o Observation) {
+		if o.Result != nil && r.lose.Add(-1) >= 0 {
+			return // an answer lost on its way
+		}
 		if c := r.cur.Load(); c != nil {
 			c.Observe(o)
 		}
 	})
 	r.opts = CommandsOptions{DB: r.db, Bus: r.bus, Registry: r.reg, Twins: r.twins,
 		Every: 10 * time.Millisecond, RetryEvery: 5 * time.Second, Notifier: r.notes,
-		Now: r.clock.Now}
+		Now: r.clock.Now, Logger: debugLog}
 	if adjust != nil {
 		adjust(&r.opts)
 	}
@@ -184,7 +197,7 @@ func (r *cmdRig) sim(t testing.TB, id string, adjust func(*simulators.DeviceOpti
 		t.Fatal(err)
 	}
 	o := simulators.DeviceOptions{Broker: "tcp://" + r.broker.TCPAddr(), Now: r.clock.Now,
-		Seed: 7, BootTime: 100 * time.Millisecond}
+		Seed: 7, BootTime: 100 * time.Millisecond, Logger: debugLog}
 	if adjust != nil {
 		adjust(&o)
 	}
@@ -366,4 +379,22 @@ func (rd *rawDevice) next(t testing.TB) schemas.Command {
 		t.Fatalf("%s received no command", rd.id)
 	}
 	return schemas.Command{}
+}
+
+// waitClients waits until n MQTT clients are connected to the broker.
+func (r *cmdRig) waitClients(t testing.TB, n int) {
+	t.Helper()
+	waitUntil(t, 5*time.Second, fmt.Sprintf("%d clients connected", n), func() bool {
+		mfs, err := r.brokerProm.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "waystation_broker_clients_connected" {
+				return int(mf.GetMetric()[0].GetGauge().GetValue()) == n
+			}
+		}
+		t.Fatal("no waystation_broker_clients_connected")
+		return false
+	})
 }

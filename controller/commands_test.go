@@ -2,17 +2,20 @@ package controller
 
 import (
 	"errors"
+	"net"
+	"net/url"
+	"sync"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/waystation/waystation/devices"
 	"github.com/waystation/waystation/schemas"
-	"github.com/waystation/waystation/simulators"
 )
 
 func TestCommandAcknowledgedAndLogged(t *testing.T) {
@@ -119,41 +122,31 @@ func TestCommandRefusedBeforeSending(t *testing.T) {
 	}
 }
 
-// A device that loses its link just as it answers has carried the command
-// out; the platform sends it again when the device is back, and the device
-// answers from memory without carrying it out twice.
+// A lost answer: the command is sent again after RetryEvery, under its
+// id, and the device answers from memory without carrying it out twice.
 func TestCommandRetriedAndDeduplicated(t *testing.T) {
 	r := newCmdRig(t, nil)
-	var dev atomic.Pointer[simulators.Device]
-	var cut atomic.Bool
-	d := r.sim(t, "ys-a-ac", func(o *simulators.DeviceOptions) {
-		o.Trace = func(sent bool, topic string, _ []byte) {
-			if sent && strings.HasSuffix(topic, "/cmd/result") && cut.CompareAndSwap(false, true) {
-				if err := dev.Load().LinkDown(300 * time.Millisecond); err != nil {
-					t.Error(err)
-				}
-			}
-		}
-	})
-	dev.Store(d)
+	d := r.sim(t, "ys-a-ac", nil)
 	tap := r.tap(t)
+	r.lose.Store(1)
 
 	id := r.issue(t, "ys-a-ac", schemas.CmdACSet, map[string]any{"setpoint_c": 27}, time.Minute)
-	rec := r.waitState(t, id, CommandAcknowledged)
-	if !cut.Load() {
-		t.Fatal("the link was never cut")
+	waitUntil(t, 5*time.Second, "the first answer, lost", func() bool { return r.lose.Load() <= 0 })
+	if rec, _ := r.cmds().Get(id); rec.State != CommandSent || rec.Attempts != 1 {
+		t.Fatalf("after the lost answer: %+v", rec)
 	}
-	if rec.Attempts < 2 {
-		t.Fatalf("acknowledged after %d attempts; the first answer was lost", rec.Attempts)
+	r.clock.Add(5 * time.Second)
+	rec := r.waitState(t, id, CommandAcknowledged)
+	if rec.Attempts != 2 {
+		t.Fatalf("acknowledged after %d attempts", rec.Attempts)
 	}
 	st := d.Stats()
-	if st.Executed != 1 || st.Repeated < 1 {
+	if st.Executed != 1 || st.Repeated != 1 {
 		t.Fatalf("device carried it out %d times, answered again %d times", st.Executed, st.Repeated)
 	}
-	for _, p := range tap.all() {
-		if p.cmd.ID != id {
-			t.Fatalf("sent %+v", p.cmd)
-		}
+	sent := tap.all()
+	if len(sent) != 2 || sent[0].cmd.ID != id || sent[1].cmd.ID != id {
+		t.Fatalf("sent %+v", sent)
 	}
 }
 
@@ -323,24 +316,15 @@ func TestCommandsResumeAfterRestart(t *testing.T) {
 // with its id, after the restart; the device carries it out once.
 func TestCommandSentBeforeRestartIsSentAgain(t *testing.T) {
 	r := newCmdRig(t, nil)
-	var dev atomic.Pointer[simulators.Device]
-	var cut atomic.Bool
-	d := r.sim(t, "ys-a-ac", func(o *simulators.DeviceOptions) {
-		o.Trace = func(sent bool, topic string, _ []byte) {
-			if sent && strings.HasSuffix(topic, "/cmd/result") && cut.CompareAndSwap(false, true) {
-				if err := dev.Load().LinkDown(time.Second); err != nil {
-					t.Error(err)
-				}
-			}
-		}
-	})
-	dev.Store(d)
+	d := r.sim(t, "ys-a-ac", nil)
+	r.lose.Store(1)
 	id := r.issue(t, "ys-a-ac", schemas.CmdACSet, map[string]any{"fan": "high"}, time.Minute)
-	waitUntil(t, 5*time.Second, "the cut", cut.Load)
+	waitUntil(t, 5*time.Second, "the first answer, lost", func() bool { return r.lose.Load() <= 0 })
 	r.stop()
-	if rec := r.start(t); rec == nil {
-		t.Fatal("no commands")
-	}
+	r.start(t)
+	// The device is online: the restarted controller sends it again at
+	// the next retry, without waiting for the device to come back.
+	r.clock.Add(5 * time.Second)
 	rec := r.waitState(t, id, CommandAcknowledged)
 	if rec.Attempts != 2 {
 		t.Fatalf("attempts %d", rec.Attempts)
@@ -348,4 +332,106 @@ func TestCommandSentBeforeRestartIsSentAgain(t *testing.T) {
 	if st := d.Stats(); st.Executed != 1 || st.Repeated != 1 {
 		t.Fatalf("device stats %+v", st)
 	}
+}
+
+// What the broker does with a command for a device with a persistent
+// session (clean session off) whose twin still says online:
+//
+//   - the device said goodbye (no will): the broker forgets its identity
+//     and refuses to deliver to it, so nothing waits in the session and
+//     nothing arrives when it comes back;
+//   - the link died while the command was on its way, unacknowledged: mochi
+//     keeps it in the session and delivers it again when the device comes
+//     back, however old. A device must then drop it by its expires_at, as
+//     the contract says (the simulators do); the platform itself never
+//     sends after the expiry.
+func TestCommandsAndPersistentSessions(t *testing.T) {
+	r := newCmdRig(t, nil)
+	tap := r.tap(t)
+
+	// Goodbye, then a command.
+	dev := connectRaw(t, r, "ys-b-ac", false)
+	dev.publish(t, "ys-b", schemas.ChannelStatus, true, `{"online":true,"kind":"ac","conn":"p1"}`)
+	r.waitOnline(t, "ys-b-ac", true)
+	dev.c.Disconnect(0)
+	r.waitClients(t, 0)
+	id := r.issue(t, "ys-b-ac", schemas.CmdACSet, map[string]any{"power": false}, time.Minute)
+	r.waitState(t, id, CommandSent)
+	r.clock.Add(time.Minute)
+	rec := r.waitState(t, id, CommandExpired)
+	back := connectRaw(t, r, "ys-b-ac", false)
+	select {
+	case c := <-back.cmds:
+		t.Fatalf("broker kept %+v for a device that said goodbye", c)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if sent := tap.all(); len(sent) != 1 || !sent[0].at.Before(rec.ExpiresAt) {
+		t.Fatalf("platform sent %+v", sent)
+	}
+	back.c.Disconnect(0)
+	r.waitClients(t, 0)
+
+	// The link dies with the command unacknowledged.
+	cut := connectCuttable(t, r, "ys-b-ac")
+	id = r.issue(t, "ys-b-ac", schemas.CmdACSet, map[string]any{"power": true}, time.Minute)
+	select {
+	case <-cut.got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the command never reached the device")
+	}
+	r.clock.Add(time.Minute)
+	rec = r.waitState(t, id, CommandExpired)
+	back = connectRaw(t, r, "ys-b-ac", false)
+	late := back.next(t)
+	if late.ID != id || late.ExpiresAt != rec.ExpiresAt.UnixMilli() ||
+		late.ExpiresAt > r.clock.Now().UnixMilli() {
+		t.Fatalf("broker delivered %+v, expiry %v, now %v", late, rec.ExpiresAt, r.clock.Now())
+	}
+	sent := tap.all()
+	if len(sent) != 2 || sent[1].cmd.ID != id || !sent[1].at.Before(rec.ExpiresAt) {
+		t.Fatalf("platform sent %+v", sent)
+	}
+}
+
+// cuttable is a device with a persistent session whose network connection
+// the test closes when the first command arrives, before acknowledging it.
+type cuttable struct {
+	got chan struct{}
+}
+
+func connectCuttable(t testing.TB, r *cmdRig, id string) *cuttable {
+	t.Helper()
+	d, err := r.reg.Device(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cuttable{got: make(chan struct{})}
+	var conn atomic.Pointer[net.Conn]
+	var once sync.Once
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + r.broker.TCPAddr()).SetClientID(id).
+		SetUsername(id).SetPassword(r.secrets[id]).SetAutoReconnect(false).
+		SetCleanSession(false).SetConnectTimeout(5 * time.Second).
+		SetCustomOpenConnectionFn(func(u *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
+			nc, err := net.Dial("tcp", u.Host)
+			if err == nil {
+				conn.Store(&nc)
+			}
+			return nc, err
+		})
+	cl := mqtt.NewClient(opts)
+	if tok := cl.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { cl.Disconnect(0) })
+	topic := schemas.DeviceTopic(d.Station, id, schemas.ChannelCmd)
+	tok := cl.Subscribe(topic, 1, func(mqtt.Client, mqtt.Message) {
+		once.Do(func() {
+			(*conn.Load()).Close() // before paho acknowledges
+			close(c.got)
+		})
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", topic, tok.Error())
+	}
+	return c
 }
