@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/waystation/waystation/controller"
+	"github.com/waystation/waystation/schemas"
 )
 
 // TestServeWebhook: serve --webhook delivers notices, retries a receiver
@@ -83,4 +85,98 @@ func TestServeWebhookRefusesBadURL(t *testing.T) {
 			t.Errorf("--webhook %s: %v", bad, err)
 		}
 	}
+}
+
+// TestAlertToWebhookAndStream: an AED cabinet opened, published by a
+// third-party client, reaches a webhook receiver that fails three times
+// and then accepts (delivered once by key, after three retries on the
+// controller's clock), and a terminal following `waystation events`.
+func TestAlertToWebhookAndStream(t *testing.T) {
+	requireMosquitto(t)
+	var mu sync.Mutex
+	attempts := map[string]int{} // by key, of alert.raised notices
+	accepted := map[string]int{}
+	var raised controller.Notice
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n controller.Notice
+		raw, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(raw, &n); err != nil || r.Header.Get("Idempotency-Key") != n.Key {
+			t.Errorf("bad delivery %s", raw)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if n.Type != controller.NoticeAlertRaised {
+			return // other changes are accepted and not counted
+		}
+		if attempts[n.Key]++; attempts[n.Key] <= 3 {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		accepted[n.Key]++
+		raised = n
+	}))
+	defer recv.Close()
+
+	// At 20 times the wall clock the waits of 1, 2 and 4 s take 0.35 s.
+	ts := startServer(t, func(o *serveOptions) {
+		o.notify.webhooks = []string{recv.URL}
+		o.speed = 20
+	})
+	secret := ts.register(t, "ys-001", "ys-001-aed", schemas.KindAED)
+
+	var out, errs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runCLIContext(context.Background(), &out, &errs, "events", "--count", "1",
+			"--server", ts.url, "--token", ts.token)
+	}()
+	eventually(t, 5*time.Second, "the terminal subscribed", func() bool {
+		return ts.metric(t, "waystation_events_subscribers") == 1
+	})
+
+	mosquittoPub(t, ts.mqtt, "ys-001-aed", secret,
+		schemas.DeviceTopic("ys-001", "ys-001-aed", schemas.ChannelEvent), `{"type":"cabinet_opened"}`)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("events: %v\n%s", err, errs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the terminal got no notice")
+	}
+	if line := out.String(); !strings.Contains(line, "alert.raised") ||
+		!strings.Contains(line, "ys-001") || !strings.Contains(line, "AED taken") {
+		t.Fatalf("the terminal printed %q", line)
+	}
+
+	eventually(t, 10*time.Second, "the alert accepted by the receiver", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted) == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for key, n := range accepted {
+		if n != 1 || attempts[key] != 4 {
+			t.Fatalf("%s accepted %d times after %d attempts, want once after 4", key, n,
+				attempts[key])
+		}
+	}
+	if raised.Station != "ys-001" || !strings.Contains(string(mustJSON(t, raised.Data)),
+		"aed.cabinet_opened") {
+		t.Fatalf("delivered %+v", raised)
+	}
+	host := strings.TrimPrefix(recv.URL, "http://")
+	if got := ts.metric(t, "waystation_notifications_retried_total", "receiver", host); got < 3 {
+		t.Fatalf("retried %v, want at least 3", got)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	buf, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf
 }
