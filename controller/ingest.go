@@ -44,6 +44,10 @@ type IngestOptions struct {
 	Now             func() time.Time
 	Logger          *slog.Logger
 	Registerer      prometheus.Registerer
+	// Partition, when it splits the stations, makes ingest subscribe to
+	// the topics of its own stations only, station by station (see
+	// SubscribeStation), rather than to every station's.
+	Partition Partition
 }
 
 // Ingest subscribes to every device topic, checks each message against the
@@ -65,6 +69,9 @@ type Ingest struct {
 
 	observers []func(Observation)
 	ready     chan struct{} // closed once every subscription is made
+
+	stationMu  sync.Mutex      // guards stations
+	stationSub map[string]bool // stations subscribed to, with a partition
 	queued    atomic.Int64  // bytes waiting in the queues
 }
 
@@ -196,13 +203,8 @@ func (in *Ingest) Run(ctx context.Context) error {
 	}
 	defer wg.Wait()
 
-	for _, ch := range schemas.Channels {
-		if !ch.FromDevice() {
-			continue
-		}
-		if err := in.o.Bus.Subscribe(schemas.DeviceFilter(ch), 1, in.enqueue); err != nil {
-			return fmt.Errorf("subscribe %s: %w", ch, err)
-		}
+	if err := in.subscribe(); err != nil {
+		return err
 	}
 	close(in.ready)
 	in.log.Info("ingest running", "shards", len(in.shards))

@@ -375,6 +375,53 @@ func (b *MQTTBus) Subscribe(filter string, qos byte,
 	return nil
 }
 
+// SubscribeMany is Subscribe for many filters with one handler, sent in
+// SUBSCRIBE packets of up to 200 filters each. If the broker refuses any,
+// none of them is kept.
+func (b *MQTTBus) SubscribeMany(filters []string, qos byte,
+	h func(topic string, payload []byte, retained bool)) error {
+	if h == nil || qos > 2 {
+		return fmt.Errorf("subscribe %d filters: nil handler or qos %d above 2", len(filters), qos)
+	}
+	want := make(map[string]byte, len(filters))
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrBusClosed
+	}
+	for _, f := range filters {
+		if f == "" {
+			b.mu.Unlock()
+			return errors.New("subscribe: empty filter")
+		}
+	}
+	for _, f := range filters {
+		s, ok := b.subs[f]
+		if !ok {
+			s = &mqttSub{qos: qos}
+			b.subs[f] = s
+		}
+		s.qos = max(s.qos, qos)
+		s.hs = append(s.hs[:len(s.hs):len(s.hs)], h)
+		want[f] = s.qos
+	}
+	b.subscribed.Set(float64(len(b.subs)))
+	b.mu.Unlock()
+	if !b.c.IsConnectionOpen() {
+		return nil
+	}
+	if err := b.subscribe(want); err != nil {
+		if errors.Is(err, ErrBusClosed) || !b.c.IsConnectionOpen() {
+			return nil // made again on the next connect
+		}
+		for _, f := range filters {
+			b.forget(f)
+		}
+		return err
+	}
+	return nil
+}
+
 // Unsubscribe ends the subscriptions to filter made through the bus.
 func (b *MQTTBus) Unsubscribe(filter string) error {
 	b.forget(filter)

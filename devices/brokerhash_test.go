@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,4 +103,61 @@ func TestRegistryKeepsBrokerHashes(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(map[string]string{"ys-001-ac": s2, "ys-001-lock": secrets["ys-001-lock"]})
+}
+
+// TestRegistryOwner: a registry with an owner refuses other stations with
+// a reason, and leaves those already in the file unloaded.
+func TestRegistryOwner(t *testing.T) {
+	db, err := OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	all, err := NewRegistry(db, RegistryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"mine", "theirs"} {
+		if _, err := all.AddStation(Station{ID: id, Name: id, Lat: 1, Lon: 1, Hours: "24h"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := all.AddDevice(Device{ID: id + "-ac", Station: id, Kind: "ac"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var added []string
+	owner := func(s string) error {
+		if strings.HasPrefix(s, "mine") {
+			return nil
+		}
+		return errors.New("not mine")
+	}
+	r, err := NewRegistry(db, RegistryOptions{Owner: owner,
+		StationAdded: func(id string) { added = append(added, id) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Stations()) != 1 || len(r.Devices()) != 1 || r.Foreign() != 1 {
+		t.Fatalf("loaded %v %v, foreign %d", r.Stations(), r.Devices(), r.Foreign())
+	}
+	if _, err := r.Station("theirs"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("theirs: %v", err)
+	}
+	_, err = r.AddStation(Station{ID: "theirs-2", Name: "x", Lat: 1, Lon: 1, Hours: "24h"})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "not mine") {
+		t.Fatalf("foreign station: %v", err)
+	}
+	if err := r.AddStations([]Station{{ID: "mine-2", Name: "x", Lat: 1, Lon: 1, Hours: "24h"},
+		{ID: "mine-3", Name: "x", Lat: 1, Lon: 1, Hours: "24h"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddStation(Station{ID: "mine-4", Name: "x", Lat: 1, Lon: 1, Hours: "24h"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(added, ",") != "mine-2,mine-3,mine-4" {
+		t.Fatalf("added %v", added)
+	}
+	if _, _, err := r.AddDevice(Device{ID: "x-ac", Station: "theirs", Kind: "ac"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("device at a foreign station: %v", err)
+	}
 }

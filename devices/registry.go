@@ -129,14 +129,25 @@ type RegistryOptions struct {
 	// default DefaultSecretMemoryKiB.
 	SecretMemoryKiB uint32
 	Now             func() time.Time
+	// Owner, if set, says whether this registry keeps a station: nil if
+	// it does, else why not (the station belongs to another partition).
+	// Stations it refuses are not added, and those already in the file
+	// are not loaded, nor their devices.
+	Owner func(station string) error
+	// StationAdded, if set, is called with each station added, after it
+	// is stored and before the call that added it returns.
+	StationAdded func(id string)
 }
 
 // Registry holds stations and devices. It is safe for concurrent use; reads
 // are served from memory.
 type Registry struct {
-	db     *bolt.DB
-	memKiB uint32
-	now    func() time.Time
+	db      *bolt.DB
+	memKiB  uint32
+	now     func() time.Time
+	owner   func(string) error
+	added   func(string)
+	foreign int // stations in the file that Owner refused
 
 	mu       sync.RWMutex // guards the maps below
 	stations map[string]Station
@@ -152,6 +163,8 @@ func NewRegistry(db *bolt.DB, o RegistryOptions) (*Registry, error) {
 		db:       db,
 		memKiB:   o.SecretMemoryKiB,
 		now:      o.Now,
+		owner:    o.Owner,
+		added:    o.StationAdded,
 		stations: map[string]Station{},
 		devices:  map[string]*storedDevice{},
 		verified: map[string][sha256.Size]byte{},
@@ -176,6 +189,10 @@ func NewRegistry(db *bolt.DB, o RegistryOptions) (*Registry, error) {
 			if err := json.Unmarshal(v, &s); err != nil {
 				return fmt.Errorf("station %s: %w", k, err)
 			}
+			if r.owner != nil && r.owner(s.ID) != nil {
+				r.foreign++
+				return nil
+			}
 			r.stations[s.ID] = s
 			return nil
 		})
@@ -186,6 +203,9 @@ func NewRegistry(db *bolt.DB, o RegistryOptions) (*Registry, error) {
 			d := new(storedDevice)
 			if err := json.Unmarshal(v, d); err != nil {
 				return fmt.Errorf("device %s: %w", k, err)
+			}
+			if r.owner != nil && r.owner(d.Station) != nil {
+				return nil
 			}
 			r.devices[d.ID] = d
 			return nil
@@ -202,6 +222,15 @@ func (r *Registry) AddStation(s Station) (Station, error) {
 	if err := s.Validate(); err != nil {
 		return Station{}, err
 	}
+	if err := r.owns(s.ID); err != nil {
+		return Station{}, err
+	}
+	added := false
+	defer func() { // after the unlock below
+		if added && r.added != nil {
+			r.added(s.ID)
+		}
+	}()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.stations[s.ID]; ok {
@@ -212,6 +241,7 @@ func (r *Registry) AddStation(s Station) (Station, error) {
 		return Station{}, err
 	}
 	r.stations[s.ID] = s
+	added = true
 	return s, nil
 }
 
@@ -229,7 +259,18 @@ func (r *Registry) AddStations(list []Station) error {
 			return fmt.Errorf("station %s: %w twice in the list", list[i].ID, ErrExists)
 		}
 		seen[list[i].ID] = true
+		if err := r.owns(list[i].ID); err != nil {
+			return err
+		}
 	}
+	added := false
+	defer func() { // after the unlock below
+		if added && r.added != nil {
+			for _, s := range list {
+				r.added(s.ID)
+			}
+		}
+	}()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range list {
@@ -258,6 +299,7 @@ func (r *Registry) AddStations(list []Station) error {
 	for _, s := range list {
 		r.stations[s.ID] = s
 	}
+	added = true
 	return nil
 }
 
@@ -289,6 +331,9 @@ func (r *Registry) Stations() []Station {
 func (r *Registry) AddDevice(d Device) (Device, string, error) {
 	if err := d.Validate(); err != nil {
 		return Device{}, "", err
+	}
+	if err := r.owns(d.Station); err != nil {
+		return Device{}, "", fmt.Errorf("device %s: %w", d.ID, err)
 	}
 	secret, hash, bhash, err := r.newSecret()
 	if err != nil {
@@ -436,6 +481,9 @@ func (r *Registry) Provision(list []Device) (map[string]string, error) {
 		}
 		if _, dup := secrets[list[i].ID]; dup {
 			return nil, fmt.Errorf("device %s: %w twice in the list", list[i].ID, ErrExists)
+		}
+		if err := r.owns(list[i].Station); err != nil {
+			return nil, fmt.Errorf("device %s: %w", list[i].ID, err)
 		}
 		secret, hash, bhash, err := r.newSecret()
 		if err != nil {

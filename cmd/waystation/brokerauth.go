@@ -32,7 +32,7 @@ func addBrokerCmd(root *cobra.Command) {
 type exportAuthOptions struct {
 	data         []string
 	servers      []string
-	token        string
+	tokens       []string
 	passwd, acl  string
 	ctrlUser     string
 	ctrlPassFile string
@@ -70,7 +70,8 @@ func newExportAuthCmd() *cobra.Command {
 		"for each partition")
 	f.StringArrayVar(&o.servers, "server", nil, "a running server to ask instead; repeat for "+
 		"each partition")
-	f.StringVar(&o.token, "token", "", "admin token for --server (or $"+envToken+")")
+	f.StringArrayVar(&o.tokens, "token", nil, "admin token for --server (or $"+envToken+
+		"); one for all servers, or one per --server in the same order")
 	f.StringVar(&o.passwd, "passwd", "", "the password file to write")
 	f.StringVar(&o.acl, "acl", "", "the ACL file to write")
 	f.StringVar(&o.ctrlUser, "controller-user", controllerUser, "the controller's broker user "+
@@ -89,6 +90,10 @@ func newExportAuthCmd() *cobra.Command {
 func (o *exportAuthOptions) run(cmd *cobra.Command) error {
 	if (len(o.data) == 0) == (len(o.servers) == 0) {
 		return errors.New("give --data (servers stopped) or --server (servers running), not both")
+	}
+	if len(o.tokens) > 1 && len(o.tokens) != len(o.servers) {
+		return fmt.Errorf("%d --token for %d --server: give one for all, or one per server",
+			len(o.tokens), len(o.servers))
 	}
 	if o.rotateTo != "" && len(o.data) == 0 {
 		return errors.New("--rotate-missing needs --data: secrets are issued offline")
@@ -117,8 +122,14 @@ func (o *exportAuthOptions) run(cmd *cobra.Command) error {
 			}
 		}
 	} else {
-		for _, s := range o.servers {
-			l, err := o.askServer(cmd, s)
+		for i, s := range o.servers {
+			token := ""
+			if len(o.tokens) == 1 {
+				token = o.tokens[0]
+			} else if len(o.tokens) > 1 {
+				token = o.tokens[i]
+			}
+			l, err := o.askServer(cmd, s, token)
 			if err != nil {
 				return err
 			}
@@ -210,13 +221,13 @@ func (o *exportAuthOptions) readData(dir string) ([]devices.BrokerLogin, map[str
 }
 
 // askServer reads a running server's logins through its API.
-func (o *exportAuthOptions) askServer(cmd *cobra.Command, server string) ([]devices.BrokerLogin,
-	error) {
+func (o *exportAuthOptions) askServer(cmd *cobra.Command, server, token string) (
+	[]devices.BrokerLogin, error) {
 	base, err := parseServer(server)
 	if err != nil {
 		return nil, err
 	}
-	token := strings.TrimSpace(o.token)
+	token = strings.TrimSpace(token)
 	if token == "" {
 		token = strings.TrimSpace(os.Getenv(envToken))
 	}

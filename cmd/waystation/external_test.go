@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -14,6 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/waystation/waystation/broker"
+	"github.com/waystation/waystation/controller"
 	"github.com/waystation/waystation/devices"
 	"github.com/waystation/waystation/internal/mosquitto"
 	"github.com/waystation/waystation/schemas"
@@ -363,3 +367,121 @@ func TestExportAuthOffline(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestPartitionsShareOneBroker: two controllers split the stations by the
+// hash of their ids against one mosquitto; every station's messages are
+// handled by exactly one of them, each serves only its own stations, and
+// stations added at run time are followed at once.
+func TestPartitionsShareOneBroker(t *testing.T) {
+	requireMosquitto(t)
+	r := startMosquittoForServe(t)
+	servers := make([]*testServer, 2)
+	for i := range servers {
+		servers[i] = startServer(t, func(o *serveOptions) {
+			r.serveOn(o)
+			o.ext.partition = fmt.Sprintf("%d/2", i+1)
+		})
+	}
+	const stations = 12
+	owner := map[string]int{} // station → index in servers
+	secrets := map[string]string{}
+	for i := 1; i <= stations; i++ {
+		st := fmt.Sprintf("ys-%03d", i)
+		p := controller.StationPartition(st, 2) - 1
+		owner[st] = p
+		// The other controller refuses the station, saying whose it is.
+		other := servers[1-p]
+		var e controller.Error
+		code := other.apiRaw(t, "POST", "/api/v1/stations", map[string]any{"id": st,
+			"name": "x", "lat": 32.6, "lon": 116.3, "hours": "24h"}, &e)
+		if code != 400 || !strings.Contains(e.Error, fmt.Sprintf("partition %d/2", p+1)) {
+			t.Fatalf("station %s on the wrong partition: %d %q", st, code, e.Error)
+		}
+		secrets[st] = servers[p].register(t, st, st+"-ac", schemas.KindAC)
+	}
+	if n := len(owner); n != stations {
+		t.Fatal(n)
+	}
+	count := [2]int{}
+	for _, p := range owner {
+		count[p]++
+	}
+	if count[0] == 0 || count[1] == 0 {
+		t.Fatalf("the hash put every station on one side: %v", count)
+	}
+	r.exportAuth(t, servers...)
+
+	for st := range owner {
+		d := connectExternal(t, r, st, st+"-ac", secrets[st], deviceOpts{})
+		d.publish(t, schemas.ChannelStatus, true, `{"online":true,"kind":"ac","conn":"c1"}`)
+		d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(1, 29))
+	}
+	for st, p := range owner {
+		eventually(t, 5*time.Second, "telemetry of "+st+" on its own partition", func() bool {
+			v := servers[p].twinCLI(t, st+"-ac")
+			return v.Twin != nil && v.Twin.Seq == 1 && v.Twin.Online
+		})
+		if code := servers[1-p].api(t, "GET", "/api/v1/devices/"+st+"-ac", nil, nil); code != 404 {
+			t.Fatalf("%s-ac on the other partition: %d, want 404", st, code)
+		}
+		if code := servers[1-p].api(t, "GET", "/api/v1/stations/"+st, nil, nil); code != 404 {
+			t.Fatalf("%s on the other partition: %d, want 404", st, code)
+		}
+	}
+	for i, ts := range servers {
+		var list []devices.Station
+		ts.api(t, "GET", "/api/v1/stations", nil, &list)
+		if len(list) != count[i] {
+			t.Fatalf("partition %d lists %d stations, owns %d", i+1, len(list), count[i])
+		}
+		// Exactly once: each handled its own devices' messages, and never
+		// saw another's (those would count as unknown devices).
+		ok := ts.metric(t, "waystation_messages_total", "channel", "telemetry", "result", "ok")
+		unknown := ts.metric(t, "waystation_messages_total", "result", "unknown_device")
+		if ok != float64(count[i]) || unknown != 0 {
+			t.Fatalf("partition %d: telemetry ok %v (want %d), unknown-device messages %v",
+				i+1, ok, count[i], unknown)
+		}
+		if subs := ts.metric(t, "waystation_mqtt_subscriptions"); subs != float64(5*count[i]) {
+			t.Fatalf("partition %d holds %v filters, want 5 per station (%d)", i+1, subs,
+				5*count[i])
+		}
+	}
+
+	// Restarted on its data, a partition subscribes to the stations it
+	// already has.
+	data := servers[0].data
+	servers[0].stop(t)
+	ts := startServer(t, func(o *serveOptions) {
+		r.serveOn(o)
+		o.data = data
+		o.ext.partition = "1/2"
+	})
+	for st, p := range owner {
+		if p != 0 {
+			continue
+		}
+		d := connectExternal(t, r, st, st+"-ac", secrets[st], deviceOpts{})
+		d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(2, 30))
+		eventually(t, 5*time.Second, "telemetry of "+st+" after the restart", func() bool {
+			return ts.twinCLI(t, st+"-ac").Twin.Seq == 2
+		})
+	}
+}
+
+// apiRaw is api that also decodes an error answer.
+func (ts *testServer) apiRaw(t *testing.T, method, path string, in, out any) int {
+	t.Helper()
+	buf, _ := json.Marshal(in)
+	req, _ := http.NewRequest(method, ts.url+path, bytes.NewReader(buf))
+	req.Header.Set("Authorization", "Bearer "+ts.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode
+}

@@ -176,7 +176,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.devs, err = devices.NewRegistry(s.db, devices.RegistryOptions{Now: s.clock.Now}); err != nil {
+	if s.devs, err = devices.NewRegistry(s.db, s.registryOptions()); err != nil {
 		return nil, err
 	}
 	s.twin, err = devices.NewTwins(s.db, devices.TwinsOptions{Logger: log.With("component", "twins")})
@@ -222,6 +222,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	}
 	s.in, err = controller.NewIngest(controller.IngestOptions{
 		Bus:        s.bus(),
+		Partition:  s.o.ext.part,
 		Registry:   s.devs,
 		Twins:      s.twin,
 		Now:        s.clock.Now,

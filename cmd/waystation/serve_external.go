@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/waystation/waystation/controller"
+	"github.com/waystation/waystation/devices"
 )
 
 // externalFlags are the flags of serve for running past one machine: an
@@ -20,6 +21,8 @@ type externalFlags struct {
 	passwordFile string
 	clientID     string
 	persistent   bool
+	partition    string               // "I/N"; "" for all stations
+	part         controller.Partition // parsed by check
 
 	// Not flags: tests shorten the reconnect wait.
 	maxReconnect time.Duration
@@ -35,16 +38,25 @@ func addExternalFlags(f *pflag.FlagSet, o *externalFlags) {
 		"one per controller (default waystation-controller, with the partition)")
 	f.BoolVar(&o.persistent, "broker-persistent-session", false, "ask --broker to keep the "+
 		"controller's session and queue its messages while it is away")
+	f.StringVar(&o.partition, "partition", "", "with --broker: own only partition I of N of the "+
+		"stations (e.g. 1/4), split by a hash of the station id; run one controller per partition")
 }
 
 // check refuses flag values that make no sense.
 func (o *externalFlags) check(demo bool) error {
 	if o.broker == "" {
-		if o.passwordFile != "" || o.persistent || o.clientID != "" {
-			return errors.New("--broker-password-file, --broker-client-id and " +
+		if o.passwordFile != "" || o.persistent || o.clientID != "" || o.partition != "" {
+			return errors.New("--broker-password-file, --broker-client-id, --partition and " +
 				"--broker-persistent-session go with --broker")
 		}
 		return nil
+	}
+	if o.partition != "" {
+		p, err := controller.ParsePartition(o.partition)
+		if err != nil {
+			return fmt.Errorf("--partition: %w", err)
+		}
+		o.part = p
 	}
 	u, err := url.Parse(o.broker)
 	if err != nil || u.Host == "" || u.Port() == "" {
@@ -82,6 +94,9 @@ func (s *server) openExternal() error {
 	id := o.clientID
 	if id == "" {
 		id = "waystation-controller"
+		if o.part.On() {
+			id += fmt.Sprintf("-%dof%d", o.part.Index, o.part.Count)
+		}
 	}
 	s.ext, err = controller.DialMQTTBus(controller.MQTTBusOptions{
 		URL: o.broker, Username: o.user, Password: pass, ClientID: id,
@@ -108,6 +123,7 @@ func (s *server) bus() controller.Bus {
 func (s *server) startBroker() error {
 	if s.mqtt == nil {
 		s.log.Info("using an external mqtt broker", "broker", s.o.ext.broker)
+		s.logPartition()
 		return nil
 	}
 	if err := s.mqtt.Start(); err != nil {
@@ -139,4 +155,35 @@ func (s *server) closeBroker() {
 			s.log.Error("close broker connection", "err", err)
 		}
 	}
+}
+
+// registryOptions are the registry's options: with a partition it keeps
+// only its own stations, and each station added is subscribed to before
+// the call that added it returns.
+func (s *server) registryOptions() devices.RegistryOptions {
+	o := devices.RegistryOptions{Now: s.clock.Now}
+	p := s.o.ext.part
+	if !p.On() {
+		return o
+	}
+	o.Owner = p.Check
+	o.StationAdded = func(id string) {
+		if s.in == nil {
+			return // ingest subscribes to every station there is when it starts
+		}
+		if err := s.in.SubscribeStations(id); err != nil {
+			s.log.Error("subscribe to a new station", "station", id, "err", err)
+		}
+	}
+	return o
+}
+
+// logPartition says which stations this controller serves.
+func (s *server) logPartition() {
+	p := s.o.ext.part
+	if !p.On() {
+		return
+	}
+	s.log.Info("serving one partition of the stations", "partition", p.String(),
+		"stations", len(s.devs.Stations()), "other_partitions_stations_in_file", s.devs.Foreign())
 }
