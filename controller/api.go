@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/waystation/waystation/devices"
 )
@@ -42,6 +43,10 @@ type APIOptions struct {
 	Planner *Planner
 	// Alerts, when set, serves alerts and silences.
 	Alerts *Alerts
+	// History, when set, serves devices' telemetry history.
+	History *devices.History
+	// Backup, when set, is the data file GET /api/v1/backup copies.
+	Backup *bolt.DB
 	// Location is the time zone of reports and opening hours; default
 	// time.Local. Now is the clock; default time.Now.
 	Location *time.Location
@@ -97,6 +102,8 @@ func NewAPI(o APIOptions) (*API, error) {
 	a.handlePlan()
 	a.handleBroker()
 	a.handleAlerts()
+	a.handleHistory()
+	a.handleBackup()
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})

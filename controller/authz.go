@@ -69,6 +69,7 @@ var permissionVerb = map[Permission]string{
 	PermOperators:       "manage operators",
 	PermSwitchAC:        "switch an AC",
 	PermCommand:         "send this command (only ac.set and device.ping are open to every role)",
+	PermBackup:          "download a backup of the data file",
 }
 
 // allowOrg checks that org is in the operator's scope; what names the

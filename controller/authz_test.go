@@ -29,6 +29,13 @@ type scoped struct {
 
 func newScoped(t *testing.T, o APIOptions) *scoped {
 	t.Helper()
+	return newScopedWith(t, o, nil)
+}
+
+// newScopedWith is newScoped; edit, when set, adds options that need the
+// rig before the API is built.
+func newScopedWith(t *testing.T, o APIOptions, edit func(*accessRig, *APIOptions)) *scoped {
+	t.Helper()
 	r := newAccessRig(t, rigOptions{})
 	s := &scoped{accessRig: r, tokens: map[string]string{}}
 	var err error
@@ -49,6 +56,9 @@ func newScoped(t *testing.T, o APIOptions) *scoped {
 	o.Registry, o.Twins, o.Operators, o.Gatherer, o.Registerer = r.reg, r.twins, s.ops, r.prom, r.prom
 	o.Credentials, o.Rules, o.AllowLists, o.Usage = r.creds, r.rules, r.lists, r.usage
 	o.Location, o.Now = shanghai, r.clock.Now
+	if edit != nil {
+		edit(r, &o)
+	}
 	if s.api, err = NewAPI(o); err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,8 @@ const (
 	// PermCommand sends any command: unlocking doors, lock modes, charger
 	// slots, reboots.
 	PermCommand Permission = "command"
+	// PermBackup downloads a copy of the whole data file.
+	PermBackup Permission = "backup"
 )
 
 // rolePermissions is who may do what.
@@ -61,7 +63,8 @@ var rolePermissions = map[string][]Permission{
 	RoleTechnician: {PermRead, PermRegister, PermStationAccess,
 		PermCredentialsRead, PermSwitchAC, PermCommand},
 	RoleAdmin: {PermRead, PermAcknowledge, PermSchedule, PermRegister, PermStationAccess,
-		PermCredentialsRead, PermCredentials, PermOperators, PermSwitchAC, PermCommand},
+		PermCredentialsRead, PermCredentials, PermOperators, PermSwitchAC, PermCommand,
+		PermBackup},
 }
 
 // Reasons an API call is refused with 403; the reason label of

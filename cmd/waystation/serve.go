@@ -46,6 +46,7 @@ type serveOptions struct {
 	notify         notifyFlags
 	ext            externalFlags // an external broker instead of the embedded one
 	alerts         alertFlags
+	history        historyFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -93,6 +94,7 @@ func newServeCmd() *cobra.Command {
 	addNotifyFlags(f, &o.notify)
 	addExternalFlags(f, &o.ext)
 	addAlertFlags(f, &o.alerts)
+	addHistoryFlags(f, &o.history)
 	return cmd
 }
 
@@ -137,6 +139,8 @@ type server struct {
 	con    consoleParts // the web console
 	plan   planParts    // crews and pre-cooling
 	al     alertParts   // alert rules, silences
+
+	hist *devices.History // telemetry history
 }
 
 // openServer checks the options and opens every part. It fails fast with a
@@ -258,6 +262,9 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err := s.openAlerts(); err != nil {
 		return nil, err
 	}
+	if err := s.openHistory(); err != nil {
+		return nil, err
+	}
 	apiOpts := controller.APIOptions{
 		Registry: s.devs, Twins: s.twin, Operators: s.ops, Gatherer: s.reg, Logger: log,
 		Ready: s.isReady, Registerer: s.reg,
@@ -270,6 +277,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 	s.plan.apiOptions(&apiOpts)
+	s.historyAPIOptions(&apiOpts)
 	s.api, err = controller.NewAPI(apiOpts)
 	if err != nil {
 		return nil, err
@@ -318,6 +326,9 @@ func (o *serveOptions) check() error {
 	if err := o.alerts.check(); err != nil {
 		return err
 	}
+	if err := o.history.check(); err != nil {
+		return err
+	}
 	if o.demoScenario != "" && !o.demo {
 		return errors.New("--demo-scenario needs --demo")
 	}
@@ -357,6 +368,7 @@ func (s *server) run(ctx context.Context) error {
 	s.runBench(ctrlCtx, ctrl)
 	s.runPlan(ctrlCtx, ctrl)
 	s.runAlerts(ctrlCtx, ctrl)
+	s.runHistory(ctrlCtx, ctrl)
 	ctrl.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
@@ -420,6 +432,7 @@ func (s *server) close() {
 			s.log.Error("write twins", "err", err)
 		}
 	}
+	s.flushHistory()
 	if s.db != nil {
 		if err := s.db.Close(); err != nil {
 			s.log.Error("close data file", "err", err)

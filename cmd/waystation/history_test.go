@@ -1,0 +1,63 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/waystation/waystation/controller"
+	"github.com/waystation/waystation/schemas"
+)
+
+// TestServeKeepsHistory: telemetry a device sends is in its history through
+// the API, and still there after a restart on the same data folder.
+func TestServeKeepsHistory(t *testing.T) {
+	ts := startServer(t, nil)
+	secret := ts.register(t, "ys-001", "ys-001-ac", schemas.KindAC)
+	d, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-ac", secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, room := range []float64{31, 29.5, 28} {
+		d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(i+1, room))
+	}
+	rooms := func(ts *testServer) []float64 {
+		var page controller.HistoryPage
+		if code := ts.api(t, "GET", "/api/v1/devices/ys-001-ac/history", nil, &page); code != 200 {
+			t.Fatalf("history: %d", code)
+		}
+		var out []float64
+		for _, s := range page.Samples {
+			var st schemas.ACState
+			if err := json.Unmarshal(s.State, &st); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, st.RoomC)
+		}
+		return out
+	}
+	eventually(t, 5*time.Second, "three samples in the history", func() bool {
+		return len(rooms(ts)) == 3
+	})
+	if got := rooms(ts); got[0] != 31 || got[2] != 28 {
+		t.Fatalf("rooms %v", got)
+	}
+
+	d.c.Disconnect(50)
+	ts.stop(t)
+	again := startServer(t, func(o *serveOptions) { o.data = ts.data })
+	if got := rooms(again); len(got) != 3 || got[1] != 29.5 {
+		t.Fatalf("after a restart: rooms %v", got)
+	}
+	if again.metric(t, "waystation_history_points_total") != 0 {
+		t.Fatal("the restarted server wrote samples nobody sent")
+	}
+}
+
+func TestServeHistoryRetentionFlag(t *testing.T) {
+	o := serveOptions{data: t.TempDir(), mqttAddr: ":0", httpAddr: ":0",
+		maxPacketBytes: 64 << 10, history: historyFlags{retention: time.Second}}
+	if err := o.check(); err == nil {
+		t.Fatal("a retention of a second was taken")
+	}
+}
