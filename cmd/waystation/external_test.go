@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,6 +176,14 @@ func TestExternalBrokerEndToEnd(t *testing.T) {
 		t.Fatalf("telemetry ok = %v, want 2", got)
 	}
 
+	// A fault reported through mosquitto is alerted, once.
+	d.publish(t, schemas.ChannelTelemetry, false, acFault(3, "E4"))
+	d.publish(t, schemas.ChannelTelemetry, false, acFault(4, "E4"))
+	eventually(t, 5*time.Second, "the AC fault is alerted", func() bool {
+		l := ts.firingAlerts(t, "ys-001-ac", controller.RuleACFault)
+		return len(l) == 1 && l[0].Count >= 1 && ts.twinCLI(t, "ys-001-ac").Twin.Seq == 4
+	})
+
 	// The will, published by mosquitto when the connection drops, takes
 	// the device offline.
 	d.cut()
@@ -211,9 +220,10 @@ func TestExternalBrokerRestart(t *testing.T) {
 		return ts.metric(t, "waystation_mqtt_resubscribes_total") >= 1
 	})
 	d = connectExternal(t, r, "ys-001", "ys-001-ac", secret, deviceOpts{})
-	d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(2, 31))
-	eventually(t, 5*time.Second, "telemetry after the restart reaches the twin", func() bool {
-		return ts.twinCLI(t, "ys-001-ac").Twin.Seq == 2
+	d.publish(t, schemas.ChannelTelemetry, false, acFault(2, "E7"))
+	eventually(t, 5*time.Second, "a fault sent after the restart is alerted", func() bool {
+		return ts.twinCLI(t, "ys-001-ac").Twin.Seq == 2 &&
+			len(ts.firingAlerts(t, "ys-001-ac", controller.RuleACFault)) == 1
 	})
 	if got := ts.metric(t, "waystation_mqtt_connection_lost_total"); got != 1 {
 		t.Fatalf("connection lost %v times, want 1", got)
@@ -249,9 +259,10 @@ func TestEmbeddedBrokerRestartWithoutPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(2, 33))
-	eventually(t, 5*time.Second, "telemetry after the restart reaches the twin", func() bool {
-		return ts.twinCLI(t, "ys-001-ac").Twin.Seq == 2
+	d.publish(t, schemas.ChannelTelemetry, false, acFault(2, "E7"))
+	eventually(t, 5*time.Second, "a fault sent after the restart is alerted", func() bool {
+		return ts.twinCLI(t, "ys-001-ac").Twin.Seq == 2 &&
+			len(ts.firingAlerts(t, "ys-001-ac", controller.RuleACFault)) == 1
 	})
 }
 
@@ -410,22 +421,47 @@ func TestPartitionsShareOneBroker(t *testing.T) {
 		t.Fatalf("the hash put every station on one side: %v", count)
 	}
 	r.exportAuth(t, servers...)
+	published := alertsSeen(t, r)
 
+	// Every device reports a fault: each station's alert must be raised
+	// by its owner alone.
 	for st := range owner {
 		d := connectExternal(t, r, st, st+"-ac", secrets[st], deviceOpts{})
 		d.publish(t, schemas.ChannelStatus, true, `{"online":true,"kind":"ac","conn":"c1"}`)
-		d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(1, 29))
+		d.publish(t, schemas.ChannelTelemetry, false, acFault(1, "E1"))
 	}
 	for st, p := range owner {
 		eventually(t, 5*time.Second, "telemetry of "+st+" on its own partition", func() bool {
 			v := servers[p].twinCLI(t, st+"-ac")
 			return v.Twin != nil && v.Twin.Seq == 1 && v.Twin.Online
 		})
+		eventually(t, 5*time.Second, "the fault of "+st+" alerted by its owner", func() bool {
+			return len(servers[p].firingAlerts(t, st+"-ac", controller.RuleACFault)) == 1
+		})
+		if l := servers[1-p].firingAlerts(t, st+"-ac", controller.RuleACFault); len(l) != 0 {
+			t.Fatalf("%s alerted by the other partition too: %+v", st, l)
+		}
 		if code := servers[1-p].api(t, "GET", "/api/v1/devices/"+st+"-ac", nil, nil); code != 404 {
 			t.Fatalf("%s-ac on the other partition: %d, want 404", st, code)
 		}
 		if code := servers[1-p].api(t, "GET", "/api/v1/stations/"+st, nil, nil); code != 404 {
 			t.Fatalf("%s on the other partition: %d, want 404", st, code)
+		}
+	}
+	// On the broker, each station's fault alert was published once.
+	raised := map[string]int{}
+	eventually(t, 5*time.Second, "every fault alert on the alert topics", func() bool {
+		clear(raised)
+		for _, a := range published() {
+			if a.Alert.Rule == controller.RuleACFault && a.Type == controller.NoticeAlertRaised {
+				raised[a.Alert.Station]++
+			}
+		}
+		return len(raised) == stations
+	})
+	for st, n := range raised {
+		if n != 1 {
+			t.Fatalf("the fault alert of %s was published %d times", st, n)
 		}
 	}
 	for i, ts := range servers {
@@ -484,4 +520,54 @@ func (ts *testServer) apiRaw(t *testing.T, method, path string, in, out any) int
 		t.Fatal(err)
 	}
 	return resp.StatusCode
+}
+
+// acFault is AC telemetry reporting a fault code.
+func acFault(seq int, code string) string {
+	return strings.Replace(acTelemetry(seq, 29), `"fault":""`, `"fault":"`+code+`"`, 1)
+}
+
+// firingAlerts returns the firing alerts of a rule on a device.
+func (ts *testServer) firingAlerts(t *testing.T, device, rule string) []controller.Alert {
+	t.Helper()
+	var list []controller.Alert
+	if code := ts.api(t, "GET", "/api/v1/alerts?state=firing&device="+device+"&rule="+rule,
+		nil, &list); code != 200 {
+		t.Fatalf("list alerts: %d", code)
+	}
+	return list
+}
+
+// alertsSeen subscribes to the alert topics on the broker, as a
+// dispatcher's screen would, and collects the alerts published there.
+func alertsSeen(t *testing.T, r *externalRig) func() []controller.AlertMessage {
+	t.Helper()
+	pass, err := readPasswordFile(r.pass, "pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(r.m.URL()).SetClientID("alert-watch").
+		SetUsername(controllerUser).SetPassword(pass).SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect alert watcher: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(50) })
+	var mu sync.Mutex
+	var got []controller.AlertMessage
+	tok := c.Subscribe(schemas.Prefix+schemas.AlertsStation+"/+", 1, func(_ mqtt.Client, m mqtt.Message) {
+		var a controller.AlertMessage
+		if err := json.Unmarshal(m.Payload(), &a); err == nil {
+			mu.Lock()
+			got = append(got, a)
+			mu.Unlock()
+		}
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe to alerts: %v", tok.Error())
+	}
+	return func() []controller.AlertMessage {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]controller.AlertMessage(nil), got...)
+	}
 }
