@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -31,14 +32,27 @@ func (a *API) handleEvents() {
 // Last-Event-ID (header, or the last_event_id query parameter) to replay
 // what was missed. An "event: gap" says events were missed that are no
 // longer kept: reload what is shown. Comment lines keep an idle stream
-// alive.
+// alive. ?station=ID keeps one station's notices, ?type=T the notices of
+// type T or T.*.
 func (a *API) streamEvents(w http.ResponseWriter, r *http.Request, op Operator) {
 	e := a.o.Events
+	q := r.URL.Query()
+	f := EventFilter{Station: q.Get("station"), Type: strings.TrimSuffix(q.Get("type"), ".")}
+	if f.Station != "" {
+		st, err := a.o.Registry.Station(f.Station)
+		if err != nil {
+			writeRegistryError(w, err)
+			return
+		}
+		if !a.allowStation(w, r, op, st) {
+			return
+		}
+	}
 	lastID := r.Header.Get("Last-Event-ID")
 	if lastID == "" {
-		lastID = r.URL.Query().Get("last_event_id")
+		lastID = q.Get("last_event_id")
 	}
-	sub, replay, gap, err := e.subscribe(op, lastID)
+	sub, replay, gap, err := e.subscribe(op, f, lastID)
 	if err != nil {
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, err.Error())

@@ -83,15 +83,35 @@ type Events struct {
 
 // event is one notice as the stream sends it.
 type event struct {
-	seq  uint64
-	org  string // the organisation of the notice's station; "" for none
-	data []byte // the notice as JSON, one line
+	seq     uint64
+	org     string // the organisation of the notice's station; "" for none
+	station string
+	typ     string
+	data    []byte // the notice as JSON, one line
+}
+
+// EventFilter narrows a stream to what a subscriber asked for; the zero
+// value passes everything in scope.
+type EventFilter struct {
+	Station string // only this station's notices
+	// Type passes notices of this type, or whose type starts with it and
+	// a dot: "alert" passes "alert.raised".
+	Type string
+}
+
+// pass reports whether ev is in op's scope and passes f.
+func (f EventFilter) pass(op Operator, ev event) bool {
+	if !op.InScope(ev.org) || (f.Station != "" && ev.station != f.Station) {
+		return false
+	}
+	return f.Type == "" || ev.typ == f.Type || strings.HasPrefix(ev.typ, f.Type+".")
 }
 
 // subscriber is one open stream.
 type subscriber struct {
-	op Operator
-	ch chan event // closed when the subscriber is dropped or the hub stops
+	op     Operator
+	filter EventFilter
+	ch     chan event // closed when the subscriber is dropped or the hub stops
 	// why says why ch was closed; set before the close.
 	why string
 }
@@ -175,7 +195,7 @@ func (e *Events) Notify(n Notice) {
 		return
 	}
 	e.seq++
-	ev := event{seq: e.seq, org: org, data: data}
+	ev := event{seq: e.seq, org: org, station: n.Station, typ: n.Type, data: data}
 	if len(e.ring) < e.o.Replay {
 		e.ring = append(e.ring, ev)
 	} else {
@@ -184,7 +204,7 @@ func (e *Events) Notify(n Notice) {
 	}
 	e.sent.Inc()
 	for s := range e.subs {
-		if !s.op.InScope(org) {
+		if !s.filter.pass(s.op, ev) {
 			continue
 		}
 		select {
@@ -228,13 +248,14 @@ func (e *Events) dropLocked(s *subscriber, why string) {
 	e.dropped.WithLabelValues(why).Inc()
 }
 
-// subscribe opens a stream for op. It returns the events op missed since
+// subscribe opens a stream for op of the notices that pass f. It returns
+// the events op missed since
 // lastID ("" for a new subscriber: none), and whether events were missed
 // that are no longer kept (or belong to an earlier run of the server).
 // Between the replay and the subscriber's channel no event is lost or sent
 // twice.
-func (e *Events) subscribe(op Operator, lastID string) (_ *subscriber, replay []event, gap bool,
-	err error) {
+func (e *Events) subscribe(op Operator, f EventFilter, lastID string) (_ *subscriber,
+	replay []event, gap bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -243,7 +264,7 @@ func (e *Events) subscribe(op Operator, lastID string) (_ *subscriber, replay []
 	if len(e.subs) >= e.o.MaxSubscribers {
 		return nil, nil, false, ErrTooManySubscribers
 	}
-	s := &subscriber{op: op, ch: make(chan event, e.o.Queue)}
+	s := &subscriber{op: op, filter: f, ch: make(chan event, e.o.Queue)}
 	e.subs[s] = struct{}{}
 	e.subscribers.Inc()
 
@@ -261,7 +282,7 @@ func (e *Events) subscribe(op Operator, lastID string) (_ *subscriber, replay []
 	}
 	for i := range e.ring {
 		ev := e.ring[(e.ringAt+i)%len(e.ring)]
-		if ev.seq > after && op.InScope(ev.org) {
+		if ev.seq > after && f.pass(op, ev) {
 			replay = append(replay, ev)
 		}
 	}

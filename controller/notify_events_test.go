@@ -116,8 +116,13 @@ type sseStream struct {
 
 func (x *eventsRig) open(t *testing.T, token, lastID string) *sseStream {
 	t.Helper()
+	return x.openPath(t, token, "/api/v1/events", lastID)
+}
+
+func (x *eventsRig) openPath(t *testing.T, token, path, lastID string) *sseStream {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", x.srv.URL+"/api/v1/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", x.srv.URL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
@@ -272,11 +277,40 @@ func TestEventsLiveAndScoped(t *testing.T) {
 	}
 }
 
-func TestEventsNeedReadPermission(t *testing.T) {
+func TestEventsFiltered(t *testing.T) {
 	x := newEventsRig(t, EventsOptions{})
-	code, body := call(t, x.srv, "", "GET", "/api/v1/events", "")
-	if code != http.StatusUnauthorized {
-		t.Fatalf("no token: %d %s", code, body)
+	for _, tc := range []struct {
+		token, path string
+		code        int
+	}{
+		{"", "/api/v1/events", http.StatusUnauthorized},
+		{x.north, "/api/v1/events?station=ys-002", http.StatusForbidden},
+		{x.admin, "/api/v1/events?station=ys-404", http.StatusNotFound},
+	} {
+		if code, body := call(t, x.srv, tc.token, "GET", tc.path, ""); code != tc.code {
+			t.Errorf("%s: %d %s, want %d", tc.path, code, body, tc.code)
+		}
+	}
+
+	s := x.openPath(t, x.admin, "/api/v1/events?station=ys-002&type=alert", "")
+	x.waitSubscribers(t, 1)
+	for i, n := range []Notice{notice(1, "ys-001"), notice(2, "ys-002"),
+		{Type: "command.acknowledged", Key: "c3", Station: "ys-002"},
+		{Type: "alerting.other", Key: "c4", Station: "ys-002"}, notice(5, "ys-002")} {
+		n.At = time.Unix(int64(i), 0)
+		x.ev.Notify(n)
+	}
+	for _, want := range []string{"alert-2.raised", "alert-5.raised"} {
+		if ev := s.next(t); ev.notice.Key != want {
+			t.Fatalf("got %+v, want %s", ev, want)
+		}
+	}
+	s.none(t, 50*time.Millisecond)
+
+	// Replay follows the filter too.
+	again := x.openPath(t, x.admin, "/api/v1/events?type=command", x.ev.id(1))
+	if ev := again.next(t); ev.notice.Key != "c3" {
+		t.Fatalf("replayed %+v, want c3", ev)
 	}
 }
 

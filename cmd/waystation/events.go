@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -32,32 +33,49 @@ const (
 func addEventsCmd(root *cobra.Command) {
 	var o clientOptions
 	var count int
+	var station, typ string
 	cmd := &cobra.Command{
-		Use:   "events [-o json] [--count N]",
+		Use:   "events [--station S] [--type T] [-o json] [--count N]",
 		Short: "Follow the live stream of notices: alerts, commands, plans",
 		Long: "events follows the server's live stream (GET /api/v1/events) and prints each\n" +
 			"notice within your scope as it happens, one a line. -o json prints each notice\n" +
 			"as one line of JSON, for jq and scripts. When the connection drops it reconnects\n" +
-			"and gets what it missed; it says so when some of it is no longer kept.",
+			"and gets what it missed; it says so when some of it is no longer kept.\n" +
+			"--station keeps one station's notices; --type keeps one type (alert.raised)\n" +
+			"or a family (alert).",
 		Example: "  waystation events\n" +
+			"  waystation events --station ys-001 --type alert\n" +
 			"  waystation events -o json | jq -c 'select(.type == \"alert.raised\")'",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if count < 0 {
 				return fmt.Errorf("--count %d: want 0 (no end) or more", count)
 			}
+			query := url.Values{}
+			if station != "" {
+				if err := checkID("station", station); err != nil {
+					return err
+				}
+				query.Set("station", station)
+			}
+			if typ = strings.TrimSpace(typ); typ != "" {
+				query.Set("type", typ)
+			}
 			c, err := o.connect(cmd)
 			if err != nil {
 				return err
 			}
 			defer c.close()
-			f := &follower{c: c, cmd: cmd, format: o.output, left: count, p: newPrinter(cmd)}
+			f := &follower{c: c, cmd: cmd, format: o.output, left: count, p: newPrinter(cmd),
+				query: query}
 			return f.run(cmd.Context())
 		},
 	}
 	addClientFlags(cmd, &o)
 	cmd.Flags().IntVar(&count, "count", 0, "stop after this many notices (0: follow until "+
 		"interrupted)")
+	cmd.Flags().StringVar(&station, "station", "", "only this station's notices")
+	cmd.Flags().StringVar(&typ, "type", "", `only notices of this type, or family ("alert")`)
 	root.AddCommand(cmd)
 }
 
@@ -69,6 +87,7 @@ type follower struct {
 	p      *printer
 	left   int    // notices still to print; 0 for no end
 	lastID string // of the last event read
+	query  url.Values
 }
 
 // errEnough ends the stream once --count notices are printed.
@@ -110,8 +129,9 @@ func (f *follower) run(ctx context.Context) error {
 func (f *follower) stream(ctx context.Context) (got bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		f.c.base.JoinPath(eventsPath).String(), nil)
+	u := f.c.base.JoinPath(eventsPath)
+	u.RawQuery = f.query.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return false, fmt.Errorf("build request: %w", err)
 	}

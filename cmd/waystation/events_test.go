@@ -42,6 +42,8 @@ func TestEventsCommand(t *testing.T) {
 			{`"type":"command.acknowledged"`, `"id":"c7"`}}},
 		{"table", nil, [][]string{{"alert.raised", "ys-001", "AED taken"},
 			{"command.acknowledged", "ys-001", "c7.ack"}}},
+		{"filtered", []string{"--station", "ys-001", "--type", "command", "--count", "1"},
+			[][]string{{"command.acknowledged", "c7.ack"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errs syncBuffer
@@ -61,10 +63,10 @@ func TestEventsCommand(t *testing.T) {
 					t.Fatalf("events: %v\n%s", err, errs.String())
 				}
 			case <-time.After(10 * time.Second):
-				t.Fatal("events did not stop after two notices")
+				t.Fatal("events did not stop after --count notices")
 			}
 			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-			if len(lines) != 2 {
+			if len(lines) != len(tc.want) {
 				t.Fatalf("want 2 lines, got:\n%s", out.String())
 			}
 			for i, words := range tc.want {
