@@ -169,6 +169,10 @@ func (p *Planner) step(rec *runRecord, now time.Time, live map[string]bool, ix a
 		case !live[r.ID] && now.Before(r.Start):
 			p.setState(rec, RunCancelled, OutcomeCancelled)
 		case now.Before(r.Start):
+			if early, why := p.earlyStart(r, now); early {
+				p.log.Info("planned run starts early", "run", r.ID, "station", r.Station, "why", why)
+				p.start(rec, now, ix)
+			}
 		case !now.Before(r.Shift):
 			p.setState(rec, RunMissed, OutcomeMissed)
 			p.notify(NoticePlanMissed, r.ID, r.Station, now, rec.view())

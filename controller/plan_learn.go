@@ -23,10 +23,12 @@ import (
 // run started and the time the room came within reachBandC of the target;
 // minutes per degree of gap is their ratio, averaged over runs
 // (learnWeight on the newest). The lead time is the expected gap at the
-// start times that ratio, plus leadMargin, within MinLeadTime..MaxLeadTime.
-// The expected room temperature at the start is the forecast outdoor
-// temperature plus the station's usual offset of an idle room over the
-// outdoor air.
+// start times that ratio, plus leadMargin and leadFixedMin, within
+// MinLeadTime..MaxLeadTime. The expected room temperature at the start is
+// the forecast outdoor temperature plus the station's usual offset of an
+// idle room over the outdoor air. A fixed run starts earlier than planned
+// when the room reported before its start is further from the target than
+// its lead allows for.
 //
 // Too weak. A run that never reached its target before its stop notes the
 // outdoor temperature; a later run at that outdoor temperature or beyond
@@ -36,6 +38,7 @@ const (
 	minLearnGapC  = 1.0  // a run starting closer to the target teaches nothing
 	learnWeight   = 0.5  // weight of the newest run in the average
 	leadMargin    = 0.15 // extra share of the learned lead time
+	leadFixedMin  = 3.0  // and minutes: the command's trip, the inverter easing off near the target
 	idleOffsetC   = 2.0  // an idle room over the outdoor air, until learned
 	forecastReach = 36 * time.Hour
 	idleSettle    = 2 * time.Hour // a room is idle this long after a run stopped
@@ -341,10 +344,55 @@ func (p *Planner) leadTime(station, action string, target float64, shift, now ti
 	if gap <= reachBandC {
 		return MinLeadTime, &r, "at target already", MinLeadTime
 	}
-	mins := gap * rate * (1 + leadMargin)
-	needed = time.Duration(math.Ceil(mins)) * time.Minute
+	needed = leadFor(gap, rate)
 	lead = min(max(needed, MinLeadTime), MaxLeadTime)
 	return lead, &r, fmt.Sprintf("learned: %.1f min per °C over %.1f °C", rate, gap), needed
+}
+
+// leadFor is the lead time for a gap of gapC degrees at minPerC.
+func leadFor(gapC, minPerC float64) time.Duration {
+	return time.Duration(math.Ceil(gapC*minPerC*(1+leadMargin)+leadFixedMin)) * time.Minute
+}
+
+// earlyStart reports whether a fixed run should start before its planned
+// start: its station's learned rate and the room its ACs report now (within
+// the last 15 minutes) need a longer lead than the run has.
+func (p *Planner) earlyStart(r PlannedRun, now time.Time) (bool, string) {
+	if r.Action == ActionNone {
+		return false, ""
+	}
+	p.mu.Lock()
+	var rate float64
+	if l := p.learn[r.Station]; l != nil {
+		rate = l.minPerC(r.Action)
+	}
+	p.mu.Unlock()
+	if rate == 0 {
+		return false, ""
+	}
+	gap, room := 0.0, 0.0
+	for _, id := range r.Devices {
+		tw, ok := p.o.Twins.Get(id)
+		st := planACState(tw)
+		if !ok || st == nil || now.Sub(tw.StateAt) > 15*time.Minute {
+			continue
+		}
+		g := st.RoomC - r.TargetC
+		if r.Action == ActionHeat {
+			g = r.TargetC - st.RoomC
+		}
+		if g > gap {
+			gap, room = g, st.RoomC
+		}
+	}
+	if gap <= reachBandC {
+		return false, ""
+	}
+	need := min(leadFor(gap, rate), MaxLeadTime)
+	if need <= r.Shift.Sub(r.Start) || now.Before(r.Shift.Add(-need)) {
+		return false, ""
+	}
+	return true, fmt.Sprintf("the room reports %.1f °C: %d min needed", room, int(need/time.Minute))
 }
 
 // planACState decodes an AC twin's state; nil when it has none.
