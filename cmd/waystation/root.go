@@ -29,5 +29,6 @@ func newRootCmd() *cobra.Command {
 	addPlanCmd(root)
 	addBrokerCmd(root)
 	addAlertsCmd(root)
+	addMaintenanceCmds(root)
 	return root
 }
