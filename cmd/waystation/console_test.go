@@ -114,10 +114,15 @@ func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Actio
 	return v
 }
 
-// screenshot saves the whole page as artifacts/console/NAME.png.
-func (b *browser) screenshot(t *testing.T, ctx context.Context, name string) {
+// screenshot saves the whole page as artifacts/console/NAME.png, or only
+// what the window shows when the page is long.
+func (b *browser) screenshot(t *testing.T, ctx context.Context, name string, short ...bool) {
 	t.Helper()
-	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	shot := chromedp.FullScreenshot(100)
+	if len(short) > 0 && short[0] {
+		shot = chromedp.CaptureScreenshot()
+	}
+	png := get(t, ctx, "screenshot "+name, shot)
 	file := filepath.Join(b.artifacts, name+".png")
 	if err := os.WriteFile(file, png, 0o644); err != nil {
 		t.Fatal(err)
@@ -291,6 +296,23 @@ func TestConsole(t *testing.T) {
 			t.Errorf("a declined confirmation sent a command: %+v", cmds)
 		}
 		b.screenshot(t, desk, "station-command-sent")
+	})
+
+	t.Run("plan page shows tomorrow's runs", func(t *testing.T) {
+		run(t, desk, 15*time.Second, "plan",
+			chromedp.Navigate(ts.url+"/plan"),
+			chromedp.WaitVisible(chromedp.CSS("main h1")),
+		)
+		var plan controller.Plan
+		tomorrow := time.Now().In(ts.s.loc).AddDate(0, 0, 1).Format(time.DateOnly)
+		ts.api(t, "GET", "/api/v1/plan?date="+tomorrow, nil, &plan)
+		rows := get(t, desk, "runs", chromedp.Evaluate[int](
+			`document.querySelectorAll("tr[data-run]").length`))
+		if len(plan.Runs) == 0 || rows != len(plan.Runs) {
+			t.Errorf("the plan page shows %d runs, the API plans %d for %s", rows, len(plan.Runs),
+				tomorrow)
+		}
+		b.screenshot(t, desk, "plan", true)
 	})
 
 	t.Run("monitor sees only its organisation", func(t *testing.T) {

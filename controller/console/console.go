@@ -42,6 +42,8 @@ type Options struct {
 	Sessions  *controller.Sessions
 	// Usage, when set, shows visits and occupancy.
 	Usage *controller.Usage
+	// Planner, when set, shows the plan page and stations' runs today.
+	Planner *controller.Planner
 	// History, when set, draws the charts of station pages.
 	History HistoryFunc
 	// Commands, when set, adds the AC and door buttons of station pages
@@ -102,6 +104,9 @@ func New(o Options) (*Console, error) {
 	c.page("GET /map", controller.PermRead, c.mapPage)
 	c.page("GET /list", controller.PermRead, c.listPage)
 	c.page("GET /stations/{id}", controller.PermRead, c.stationPage)
+	if o.Planner != nil {
+		c.page("GET /plan", controller.PermRead, c.planPage)
+	}
 	if o.Commands != nil {
 		c.page("POST /stations/{id}/ac", controller.PermSwitchAC, c.switchAC)
 		c.page("POST /stations/{id}/unlock", controller.PermCommand, c.unlockDoor)
@@ -300,7 +305,8 @@ func (c *Console) failFor(rq *request, code int, msg string) {
 
 // has says which optional parts run, for menus and buttons.
 func (c *Console) has() map[string]bool {
-	return map[string]bool{"commands": c.o.Commands != nil, "history": c.o.History != nil}
+	return map[string]bool{"commands": c.o.Commands != nil, "history": c.o.History != nil,
+		"plan": c.o.Planner != nil}
 }
 
 func (c *Console) now() time.Time { return c.o.Now().In(c.o.Location) }

@@ -10,7 +10,7 @@ import (
 )
 
 // pageNames are the page templates; each is drawn inside layout.html.
-var pageNames = []string{"signin", "error", "alerts", "map", "list", "station", "commands"}
+var pageNames = []string{"signin", "error", "alerts", "map", "list", "station", "commands", "plan"}
 
 func (c *Console) parse() error {
 	for _, name := range pageNames {
@@ -48,6 +48,12 @@ func (c *Console) funcs() template.FuncMap {
 				return ""
 			}
 			return t.In(c.o.Location).Format("2006-01-02 15:04:05 MST")
+		},
+		"clock": func(t time.Time) string {
+			if t.IsZero() {
+				return "—"
+			}
+			return t.In(c.o.Location).Format("15:04")
 		},
 		"iso": func(t time.Time) string { return t.In(c.o.Location).Format(time.RFC3339) },
 		"day": func(t time.Time) string {

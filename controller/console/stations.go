@@ -310,6 +310,7 @@ type stationView struct {
 	Commands  []controller.CommandRecord
 	Sent      string // id of the command just sent from this page
 	Charts    []chart
+	Runs      []controller.PlannedRun // today's plan
 }
 
 func (c *Console) stationPage(rq *request) {
@@ -349,6 +350,7 @@ func (c *Console) stationPage(rq *request) {
 	v.Alerts = c.stationAlerts(rq.op, st.ID)
 	v.Commands = c.stationCommands(st.ID)
 	v.Charts = c.stationCharts(v.Devices, now)
+	v.Runs = c.stationPlan(st.ID)
 	flash := ""
 	if id := rq.r.URL.Query().Get("sent"); id != "" {
 		for _, cmd := range v.Commands {
@@ -438,6 +440,21 @@ func (c *Console) stationCharts(devs []deviceRow, now time.Time) []chart {
 				c.o.Location, []series{room, outdoor}),
 			drawChart("power-"+d.Device.ID, "AC power, "+d.Device.ID, "W", from, now,
 				c.o.Location, []series{power}))
+	}
+	return out
+}
+
+// scopeStations is the stations in the operator's scope, by id; nil for
+// an all-organisations operator.
+func (c *Console) scopeStations(op controller.Operator) map[string]bool {
+	if op.AllOrgs() {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, st := range c.o.Registry.Stations() {
+		if op.InScope(st.Org) {
+			out[st.ID] = true
+		}
 	}
 	return out
 }
