@@ -21,6 +21,7 @@ import (
 	"github.com/waystation/waystation/controller"
 	"github.com/waystation/waystation/devices"
 	"github.com/waystation/waystation/schemas"
+	"github.com/waystation/waystation/simulators"
 )
 
 // The console's tests drive Debian's chromium, headless, from Go. They fail
@@ -313,6 +314,65 @@ func TestConsole(t *testing.T) {
 				tomorrow)
 		}
 		b.screenshot(t, desk, "plan", true)
+	})
+
+	t.Run("alerts board shows a new alert live, and acknowledges it", func(t *testing.T) {
+		// A simulated AED of our own at a demo station, to open its cabinet.
+		st := stations[1]
+		id := st.ID + "-aed9"
+		var added controller.NewDevice
+		if code := ts.api(t, "POST", "/api/v1/devices", map[string]any{
+			"id": id, "station": st.ID, "kind": "aed"}, &added); code != http.StatusCreated {
+			t.Fatalf("register %s: %d", id, code)
+		}
+		aed := simulators.NewDevice(simulators.DeviceSpec{Station: st.ID, Device: id,
+			Kind: schemas.KindAED, Secret: added.Secret}, simulators.DeviceOptions{
+			Broker: "tcp://" + ts.mqtt, Seed: 7})
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- aed.Run(ctx) }()
+		t.Cleanup(func() {
+			stop()
+			<-done
+		})
+		eventually(t, 15*time.Second, id+" online", aed.Connected)
+
+		run(t, desk, 15*time.Second, "board",
+			chromedp.Navigate(ts.url+"/"),
+			chromedp.WaitVisible(chromedp.ID("board")),
+			chromedp.Evaluate[chromedp.Void](`window.samePage = true`),
+		)
+		// The board follows the event stream, not a timer.
+		get(t, desk, "stream", chromedp.Poll[bool](`document.body.dataset.stream === "live"`))
+		if err := aed.OpenCabinet(); err != nil {
+			t.Fatal(err)
+		}
+		sel := `li.alert[data-rule="aed.cabinet_opened"][data-device="` + id + `"]`
+		run(t, desk, 20*time.Second, "the alert appears", chromedp.WaitVisible(chromedp.CSS(sel)))
+		if !get(t, desk, "no reload", chromedp.Evaluate[bool](`window.samePage === true`)) {
+			t.Error("the page reloaded to show the alert")
+		}
+		if level := textOf(t, desk, sel+" .badge"); !strings.Contains(level, "Critical") {
+			t.Errorf("the opened AED cabinet shows as %q", level)
+		}
+		// A new critical alert sounds the alarm and flashes the title.
+		get(t, desk, "alarm", chromedp.Poll[bool](
+			`Number(document.body.dataset.alarmed || 0) > 0 && document.title.includes("CRITICAL")`))
+		b.screenshot(t, desk, "alerts-board-live")
+
+		alertID := get(t, desk, "alert id", chromedp.AttributeValue(chromedp.CSS(sel), "data-alert")).Value
+		run(t, desk, 15*time.Second, "acknowledge",
+			chromedp.SendKeys(chromedp.CSS(sel+` input[name="note"]`), "crew 3 on the way"),
+			chromedp.Click(chromedp.CSS(sel+` form.ack button`)),
+			chromedp.WaitVisible(chromedp.CSS(sel+`[data-state="acknowledged"]`)),
+		)
+		var al controller.Alert
+		if code := ts.api(t, "GET", "/api/v1/alerts/"+alertID, nil, &al); code != 200 ||
+			al.State != controller.AlertAcknowledged || al.AckedBy != "admin" ||
+			al.AckNote != "crew 3 on the way" {
+			t.Fatalf("after acknowledging on the page, the API has %d %+v", code, al)
+		}
+		b.screenshot(t, desk, "alerts-board-acknowledged")
 	})
 
 	t.Run("monitor sees only its organisation", func(t *testing.T) {

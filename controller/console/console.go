@@ -44,6 +44,8 @@ type Options struct {
 	Usage *controller.Usage
 	// Planner, when set, shows the plan page and stations' runs today.
 	Planner *controller.Planner
+	// Alerts, when set, fills the alerts board and colours the map.
+	Alerts *controller.Alerts
 	// History, when set, draws the charts of station pages.
 	History HistoryFunc
 	// Commands, when set, adds the AC and door buttons of station pages
@@ -106,6 +108,12 @@ func New(o Options) (*Console, error) {
 	c.page("GET /stations/{id}", controller.PermRead, c.stationPage)
 	if o.Planner != nil {
 		c.page("GET /plan", controller.PermRead, c.planPage)
+	}
+	if o.Alerts != nil {
+		c.page("POST /alerts/{id}/ack", controller.PermAcknowledge, c.ackAlert)
+		c.page("POST /alerts/{id}/resolve", controller.PermAcknowledge, c.resolveAlert)
+		c.page("POST /silences", controller.PermAcknowledge, c.silenceStation)
+		c.page("POST /silences/{id}/remove", controller.PermAcknowledge, c.unsilence)
 	}
 	if o.Commands != nil {
 		c.page("POST /stations/{id}/ac", controller.PermSwitchAC, c.switchAC)
@@ -250,6 +258,13 @@ func sameOrigin(r *http.Request) bool {
 
 // render writes a page with the layout.
 func (c *Console) render(rq *request, code int, name string, v view) {
+	c.fill(rq, &v)
+	c.write(rq.w, code, name, v)
+}
+
+// fill gives a view what every page knows: who, their permissions, the
+// form token, the time.
+func (c *Console) fill(rq *request, v *view) {
 	v.Op, v.CSRF, v.TZ, v.Now = rq.op, rq.sess.CSRF, c.o.Location.String(), c.now()
 	v.Can = map[string]bool{}
 	for _, p := range []controller.Permission{controller.PermAcknowledge,
@@ -258,13 +273,12 @@ func (c *Console) render(rq *request, code int, name string, v view) {
 		v.Can[string(p)] = rq.op.Can(p)
 	}
 	v.Has = c.has()
-	c.write(rq.w, code, name, v)
 }
 
 // fragment writes one named block of a page, for the parts of pages that
 // update themselves.
 func (c *Console) fragment(rq *request, page, block string, v view) {
-	v.Op, v.CSRF, v.TZ, v.Now = rq.op, rq.sess.CSRF, c.o.Location.String(), c.now()
+	c.fill(rq, &v)
 	var buf bytes.Buffer
 	if err := c.pages[page].ExecuteTemplate(&buf, block, v); err != nil {
 		c.log.Error("render fragment", "page", page, "block", block, "err", err)
@@ -306,7 +320,7 @@ func (c *Console) failFor(rq *request, code int, msg string) {
 // has says which optional parts run, for menus and buttons.
 func (c *Console) has() map[string]bool {
 	return map[string]bool{"commands": c.o.Commands != nil, "history": c.o.History != nil,
-		"plan": c.o.Planner != nil}
+		"plan": c.o.Planner != nil, "alerts": c.o.Alerts != nil}
 }
 
 func (c *Console) now() time.Time { return c.o.Now().In(c.o.Location) }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/waystation/waystation/controller"
 )
 
 // pageNames are the page templates; each is drawn inside layout.html.
@@ -92,28 +94,30 @@ func (c *Console) funcs() template.FuncMap {
 			return fmt.Sprint(v)
 		},
 		"levelWord": func(l string) string {
-			switch l {
-			case levelCritical:
-				return "Critical"
-			case levelWarning:
-				return "Warning"
-			case levelInfo:
-				return "Notice"
+			if l == levelOK {
+				return "No alerts"
 			}
-			return "No alerts"
+			return strings.ToUpper(l[:1]) + l[1:]
 		},
 		// levelMark is the text mark beside a level's colour.
 		"levelMark": func(l string) string {
 			switch l {
-			case levelCritical:
+			case controller.SeverityCritical:
+				return "!!!"
+			case controller.SeverityMajor:
 				return "!!"
-			case levelWarning:
+			case controller.SeverityMinor:
 				return "!"
-			case levelInfo:
+			case controller.SeverityWarning:
 				return "i"
 			}
 			return "✓"
 		},
+		// alertctx hands the alert list what its forms need.
+		"alertctx": func(v view, alerts []alertRow, back string) alertCtx {
+			return alertCtx{View: v, Alerts: alerts, Back: back}
+		},
+		"levels": func() []string { return append(slices.Clone(controller.Severities), levelOK) },
 		"args": func(m map[string]any) string {
 			keys := make([]string, 0, len(m))
 			for k := range m {
@@ -170,4 +174,12 @@ func shortID(id string) string {
 		return id[i+1:]
 	}
 	return id
+}
+
+// alertCtx is what the alert list template gets: the alerts, and the page's
+// view for the forms (CSRF token, permissions) and where they return.
+type alertCtx struct {
+	View   view
+	Alerts []alertRow
+	Back   string
 }

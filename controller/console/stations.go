@@ -17,17 +17,14 @@ import (
 	"github.com/waystation/waystation/schemas"
 )
 
-// Levels of a station, from the severity of its worst open alert. Each has
-// a colour, a shape and a word, so colour is never the only signal.
-const (
-	levelOK       = "ok"
-	levelInfo     = "info"
-	levelWarning  = "warning"
-	levelCritical = "critical"
-)
+// Levels of a station: the severity of its worst open alert, or levelOK.
+// Each has a colour, a shape on the map, a mark and a word, so colour is
+// never the only signal.
+const levelOK = "ok"
 
 // levelRank orders levels, worst last.
-var levelRank = map[string]int{levelOK: 0, levelInfo: 1, levelWarning: 2, levelCritical: 3}
+var levelRank = map[string]int{levelOK: 0, controller.SeverityWarning: 1,
+	controller.SeverityMinor: 2, controller.SeverityMajor: 3, controller.SeverityCritical: 4}
 
 // problemOffline is the kind of problem of a station with a device offline.
 const problemOffline = "device offline"
@@ -347,7 +344,7 @@ func (c *Console) stationPage(rq *request) {
 			v.Visits = &rep.Total
 		}
 	}
-	v.Alerts = c.stationAlerts(rq.op, st.ID)
+	v.Alerts = c.openAlerts(rq.op, st.ID)
 	v.Commands = c.stationCommands(st.ID)
 	v.Charts = c.stationCharts(v.Devices, now)
 	v.Runs = c.stationPlan(st.ID)

@@ -109,7 +109,7 @@
 
   function criticalFiring(root) {
     var out = {};
-    root.querySelectorAll('li.alert[data-level="critical"][data-state="firing"]').forEach(
+    root.querySelectorAll('li.alert[data-level="critical"][data-state="firing"]:not(.silenced)').forEach(
       function (li) { out[li.getAttribute("data-alert")] = true; });
     return out;
   }
