@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -260,6 +261,20 @@ func TestConsole(t *testing.T) {
 		}
 		if !strings.Contains(online, "online") {
 			t.Errorf("AC shown %q, want online", online)
+		}
+		// Its charts draw the AC's history: room and outdoor temperature, power.
+		for _, sel := range []string{
+			`#temp-` + ac + ` path[data-series="Room"]`,
+			`#temp-` + ac + ` path[data-series="Outdoor"]`,
+			`#power-` + ac + ` path[data-series="AC power"]`,
+		} {
+			n := get(t, desk, "chart "+sel, chromedp.AttributeValue(chromedp.CSS(sel), "data-points"))
+			if points, _ := strconv.Atoi(n.Value); points < 1 {
+				t.Errorf("%s: %q points drawn", sel, n.Value)
+			}
+		}
+		if sum := textOf(t, desk, `#temp-`+ac+` .summary-text`); !strings.Contains(sum, "Room") {
+			t.Errorf("the chart's summary says %q", sum)
 		}
 		b.screenshot(t, desk, "station")
 	})

@@ -25,7 +25,7 @@ func (s *server) openConsole(o *controller.APIOptions) error {
 	s.con.console, err = console.New(console.Options{
 		Registry: s.devs, Twins: s.twin, Operators: s.ops, Sessions: s.con.sessions,
 		Usage: s.acc.usage, Commands: s.cmds, Planner: s.plan.planner, Alerts: s.al.alerts,
-		Location: s.loc, Now: s.clock.Now, Logger: s.log,
+		History: s.hist.Range, Location: s.loc, Now: s.clock.Now, Logger: s.log,
 		Registerer: s.reg,
 	})
 	return err

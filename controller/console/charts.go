@@ -1,27 +1,22 @@
 package console
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/waystation/waystation/devices"
 )
 
 // Charts are drawn on the server as inline SVG: a polyline per series over
 // a fixed time window, with hour ticks in the stations' time zone and a
 // text summary for screen readers and for anyone who prefers numbers.
 
-// HistorySample is one stored telemetry state of a device.
-type HistorySample struct {
-	At    time.Time
-	State json.RawMessage
-}
-
 // HistoryFunc reads a device's telemetry history between from and to,
-// oldest first; devices.History.Range fits it.
-type HistoryFunc func(device string, from, to time.Time) ([]HistorySample, error)
+// oldest first; (*devices.History).Range is one.
+type HistoryFunc func(device string, from, to time.Time) ([]devices.Sample, error)
 
 // Chart geometry, in SVG units.
 const (
@@ -50,6 +45,7 @@ type chartPath struct {
 	Name, Class, D string
 	Points         int    // samples drawn
 	Last           string // the latest value, as text
+	LastX, LastY   float64
 }
 
 type chartTick struct {
@@ -112,6 +108,7 @@ func drawChart(id, title, unit string, from, to time.Time, loc *time.Location,
 			}
 			fmt.Fprintf(&d, "%s%s %s ", cmd, fmtf(x(at)), fmtf(y(v)))
 			p.Points++
+			p.LastX, p.LastY = round1(x(at)), round1(y(v))
 		}
 		// Each five minutes is drawn as their average; more than fifteen
 		// minutes without data breaks the line.
