@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -56,7 +57,14 @@ var cmdRigDevices = []devices.Device{
 	{ID: "ys-n-ac", Station: "ys-n", Kind: schemas.KindAC},
 }
 
-var debugLog *slog.Logger
+// debugLog is where the rig's parts log: nowhere, unless
+// WAYSTATION_TEST_DEBUG is set, to follow a failing test.
+var debugLog = func() *slog.Logger {
+	if os.Getenv("WAYSTATION_TEST_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}()
 
 // noteLog records notices.
 type noteLog struct {
