@@ -23,7 +23,9 @@ func addDevicesCmd(root *cobra.Command) {
 		Use:   "devices",
 		Short: "Register devices and read their twins on a running server",
 	}
-	cmd.AddCommand(newDevicesAddCmd(), newDevicesListCmd(), newDevicesShowCmd())
+	cmd.AddCommand(newDevicesAddCmd(), newDevicesListCmd(), newDevicesShowCmd(),
+		newDeviceCommandCmd("reboot", schemas.CmdReboot, "Reboot a device"),
+		newDeviceCommandCmd("ping", schemas.CmdPing, "Ask a device to answer and report its state now"))
 	root.AddCommand(cmd)
 }
 

@@ -21,6 +21,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newLoadgenCmd())
 	addStationsCmd(root)
 	addDevicesCmd(root)
+	addCommandCmds(root)
 	addOperatorsCmd(root)
 	addCredentialsCmd(root)
 	addUsageCmd(root)
