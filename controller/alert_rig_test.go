@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -292,6 +293,19 @@ type device struct {
 	station string
 	id      string
 	cmds    chan mqtt.Message
+
+	mu   sync.Mutex
+	conn net.Conn // to cut the connection without a DISCONNECT
+}
+
+// cut drops the device's TCP connection without a DISCONNECT: the broker
+// publishes its will.
+func (d *device) cut() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn != nil {
+		d.conn.Close()
+	}
 }
 
 func (r *alertRig) connect(t testing.TB, id string) *device {
@@ -306,11 +320,19 @@ func (r *alertRig) connect(t testing.TB, id string) *device {
 		SetUsername(id).SetPassword(r.secrets[id]).SetAutoReconnect(false).
 		SetCleanSession(true).SetConnectTimeout(5*time.Second).
 		SetBinaryWill(schemas.DeviceTopic(d.Station, id, schemas.ChannelStatus), []byte(will), 1, true)
+	opts.SetCustomOpenConnectionFn(func(u *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
+		c, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+		dv.mu.Lock()
+		dv.conn = c
+		dv.mu.Unlock()
+		return c, err
+	})
 	dv.c = mqtt.NewClient(opts)
 	if tok := dv.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", id, tok.Error())
 	}
 	t.Cleanup(func() { dv.c.Disconnect(20) })
+	dv.send(t, schemas.ChannelStatus, fmt.Sprintf(`{"online":true,"kind":%q,"conn":"p1"}`, d.Kind))
 	topic := schemas.DeviceTopic(d.Station, id, schemas.ChannelCmd)
 	tok := dv.c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { dv.cmds <- m })
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
