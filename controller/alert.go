@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -249,6 +250,15 @@ type Alerts struct {
 	wake    chan struct{}
 	flushMu sync.Mutex
 
+	// Stored changes wait in tellQ for the teller, which Run starts, so
+	// the next batch is written while this one is told.
+	tellMu   sync.Mutex
+	tellQ    []pendingNotice
+	tellWake chan struct{}
+	telling  atomic.Int64 // notices stored but not yet told
+	running  atomic.Bool  // the teller runs
+	names    sync.Map     // station summaries' names, by station id
+
 	notices   *prometheus.CounterVec
 	published *prometheus.CounterVec
 	latency   prometheus.Histogram
@@ -302,7 +312,8 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 	e := &Alerts{o: o, log: o.Logger.With("component", "alerts"),
 		alerts: map[string]*Alert{}, byKey: map[string]*Alert{}, silences: map[string]*Silence{},
 		dirty: map[string]struct{}{}, offline: map[string]offlineHold{},
-		states: map[string]*deviceState{}, wake: make(chan struct{}, 1), started: o.Now()}
+		states: map[string]*deviceState{}, wake: make(chan struct{}, 1), started: o.Now(),
+		tellWake: make(chan struct{}, 1)}
 	err := o.DB.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketAlerts)
 		if err != nil {
@@ -415,8 +426,22 @@ func (g *alertGauge) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Run writes changes and sends their notices as they come, and checks the
-// timers every Every, until ctx ends; then it writes what is left.
+// timers every Every, until ctx ends; then it writes and tells what is left.
 func (e *Alerts) Run(ctx context.Context) error {
+	tctx, stopTeller := context.WithCancel(context.WithoutCancel(ctx))
+	tellerDone := make(chan struct{})
+	e.running.Store(true)
+	go func() {
+		defer close(tellerDone)
+		e.teller(tctx)
+	}()
+	defer func() {
+		stopTeller()
+		<-tellerDone
+		e.running.Store(false)
+		e.tellQueued()
+	}()
+
 	tick := time.NewTicker(e.o.Every)
 	defer tick.Stop()
 	// Counts and last-seen times are written at least this often.
@@ -434,6 +459,35 @@ func (e *Alerts) Run(ctx context.Context) error {
 		}
 		if err := e.Flush(); err != nil {
 			e.log.Error("alerts not written", "err", err)
+		}
+	}
+}
+
+// teller tells stored changes, in order, until ctx ends.
+func (e *Alerts) teller(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.tellWake:
+			e.tellQueued()
+		}
+	}
+}
+
+// tellQueued tells every queued change, in order.
+func (e *Alerts) tellQueued() {
+	for {
+		e.tellMu.Lock()
+		q := e.tellQ
+		e.tellQ = nil
+		e.tellMu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+		for _, p := range q {
+			e.tell(p)
+			e.telling.Add(-1)
 		}
 	}
 }
@@ -458,45 +512,51 @@ func (e *Alerts) Flush() error {
 		return nil
 	}
 	type rec struct {
-		key []byte
-		val []byte
-		del bool
+		key   []byte
+		alert Alert
+		val   []byte
+		del   bool
 	}
+	// Copies are taken under the lock and encoded after it.
 	recs := make([]rec, 0, len(e.dirty))
 	for id := range e.dirty {
-		k := alertDBKey(id)
 		a, ok := e.alerts[id]
 		if !ok {
-			recs = append(recs, rec{key: k, del: true})
+			recs = append(recs, rec{key: alertDBKey(id), del: true})
 			continue
 		}
-		buf, err := json.Marshal(a)
-		if err != nil {
-			e.mu.Unlock()
-			return err
-		}
-		recs = append(recs, rec{key: k, val: buf})
+		recs = append(recs, rec{key: alertDBKey(id), alert: *a})
 	}
 	dirty := e.dirty
 	pending := e.pending
 	e.dirty, e.pending = map[string]struct{}{}, nil
 	e.mu.Unlock()
-
-	err := e.o.DB.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAlerts)
-		for _, r := range recs {
-			var err error
-			if r.del {
-				err = b.Delete(r.key)
-			} else {
-				err = b.Put(r.key, r.val)
-			}
-			if err != nil {
-				return err
+	var err error
+	for i := range recs {
+		if !recs[i].del {
+			if recs[i].val, err = json.Marshal(&recs[i].alert); err != nil {
+				break
 			}
 		}
-		return nil
-	})
+	}
+
+	if err == nil {
+		err = e.o.DB.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketAlerts)
+			for _, r := range recs {
+				var err error
+				if r.del {
+					err = b.Delete(r.key)
+				} else {
+					err = b.Put(r.key, r.val)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		e.mu.Lock()
 		for id := range dirty {
@@ -506,8 +566,20 @@ func (e *Alerts) Flush() error {
 		e.mu.Unlock()
 		return fmt.Errorf("write alerts: %w", err)
 	}
-	for _, p := range pending {
-		e.tell(p)
+	if len(pending) == 0 {
+		return nil
+	}
+	e.telling.Add(int64(len(pending)))
+	e.tellMu.Lock()
+	e.tellQ = append(e.tellQ, pending...)
+	e.tellMu.Unlock()
+	if e.running.Load() {
+		select {
+		case e.tellWake <- struct{}{}:
+		default:
+		}
+	} else {
+		e.tellQueued()
 	}
 	return nil
 }
@@ -579,6 +651,9 @@ type signal struct {
 	subject  string
 	severity string
 	summary  string
+	// format and args make the summary when summary is empty.
+	format string
+	args   []any
 	// active: the problem is there; false: the condition cleared.
 	active bool
 	// event: each signal is a new occurrence, counted.
@@ -587,6 +662,14 @@ type signal struct {
 	manual bool
 	// parent folds a new device alert under a station alert.
 	parent string
+}
+
+// text is the signal's summary.
+func (s *signal) text() string {
+	if s.summary == "" && s.format != "" {
+		s.summary = fmt.Sprintf(s.format, s.args...)
+	}
+	return s.summary
 }
 
 // apply raises, bumps or resolves the alert of a signal; at is the time of
@@ -619,13 +702,13 @@ func (e *Alerts) apply(s signal, at time.Time) (*Alert, bool) {
 		}
 		a.Active = true
 		a.LastSeen = now
-		if s.severity != a.Severity || s.summary != a.Summary {
+		if s.severity != a.Severity || s.text() != a.Summary {
 			changed = s.severity != a.Severity
 			if rank(s.severity) < rank(a.Severity) && a.Severity != SeverityCritical &&
 				s.severity == SeverityCritical && a.State == AlertFiring {
 				a.NextEscalation = now.Add(e.o.EscalateAfter)
 			}
-			a.Severity, a.Summary = s.severity, s.summary
+			a.Severity, a.Summary = s.severity, s.text()
 		}
 		if changed {
 			a.Version++
@@ -637,7 +720,7 @@ func (e *Alerts) apply(s signal, at time.Time) (*Alert, bool) {
 	case a != nil && now.Sub(a.ResolvedAt) <= e.o.FlapWindow:
 		a.State, a.ResolvedAt, a.ResolvedBy = AlertFiring, time.Time{}, ""
 		a.AckedBy, a.AckedAt, a.AckNote = "", time.Time{}, ""
-		a.Severity, a.Summary = s.severity, s.summary
+		a.Severity, a.Summary = s.severity, s.text()
 		a.Count++
 		a.Active = true
 		a.LastSeen = now
@@ -651,7 +734,7 @@ func (e *Alerts) apply(s signal, at time.Time) (*Alert, bool) {
 	e.seq++
 	a = &Alert{ID: strconv.FormatUint(e.seq, 10), Station: s.station, Device: s.device,
 		Rule: s.rule, Subject: s.subject, Severity: s.severity, State: AlertFiring,
-		Summary: s.summary, FirstSeen: now, LastSeen: now, Count: 1, Manual: s.manual,
+		Summary: s.text(), FirstSeen: now, LastSeen: now, Count: 1, Manual: s.manual,
 		Parent: s.parent, Active: true, Version: 1}
 	a.NextEscalation = e.escalationStart(a, now)
 	e.silence(a)

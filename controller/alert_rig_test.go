@@ -151,7 +151,12 @@ func newAlertRig(t testing.TB, ro alertRigOptions) *alertRig {
 		t.Fatal(err)
 	}
 	r.in.Observe(r.alerts.Observe)
-	r.in.Observe(func(Observation) { r.seen.Add(1) })
+	r.in.Observe(func(obs Observation) {
+		// Wills are published by the broker, not sent by the rig's clients.
+		if obs.Status == nil || obs.Status.Online {
+			r.seen.Add(1)
+		}
+	})
 	r.pres.OnSilent(r.alerts.DeviceSilent)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -415,7 +420,7 @@ func (r *alertRig) flushed() bool {
 	defer r.alerts.flushMu.Unlock()
 	r.alerts.mu.Lock()
 	defer r.alerts.mu.Unlock()
-	return len(r.alerts.pending) == 0
+	return len(r.alerts.pending) == 0 && r.alerts.telling.Load() == 0
 }
 
 // settle waits until ingest has handled everything sent and the alerts

@@ -195,10 +195,19 @@ func (e *Alerts) Observe(obs Observation) {
 
 // stationName names a station for summaries: "ys-001 (Chengguan)".
 func (e *Alerts) stationName(id string) string {
-	if st, err := e.o.Registry.Station(id); err == nil && st.Name != "" {
-		return id + " (" + st.Name + ")"
+	if n, ok := e.names.Load(id); ok {
+		return n.(string)
 	}
-	return id
+	st, err := e.o.Registry.Station(id)
+	if err != nil {
+		return id
+	}
+	n := id
+	if st.Name != "" {
+		n = id + " (" + st.Name + ")"
+	}
+	e.names.Store(id, n)
+	return n
 }
 
 func (e *Alerts) state(d devices.Device) *deviceState {
@@ -210,9 +219,12 @@ func (e *Alerts) state(d devices.Device) *deviceState {
 	return s
 }
 
-func devSignal(d devices.Device, rule, sev string, active bool, summary string) signal {
+// devSignal is a device's signal; its summary is formatted only when the
+// alert needs it.
+func devSignal(d devices.Device, rule, sev string, active bool, format string,
+	args ...any) signal {
 	return signal{station: d.Station, device: d.ID, rule: rule, severity: sev, active: active,
-		summary: summary}
+		format: format, args: args}
 }
 
 // clockSignals judges the device's clock from the time its message carries.
@@ -236,7 +248,7 @@ func (e *Alerts) clockSignals(obs Observation, sigs []signal) []signal {
 	skew := time.Duration(ts-obs.At.UnixMilli()) * time.Millisecond
 	active := skew > e.o.Rules.ClockSkew || skew < -e.o.Rules.ClockSkew
 	return append(sigs, devSignal(obs.Device, RuleClockSkew, SeverityWarning, active,
-		fmt.Sprintf("clock of %s is %s off", obs.Device.ID, skew.Round(time.Second))))
+		"clock of %s is %s off", obs.Device.ID, skew.Round(time.Second)))
 }
 
 func (e *Alerts) telemetrySignals(d devices.Device, st string, t *schemas.Telemetry, at time.Time,
@@ -246,19 +258,19 @@ func (e *Alerts) telemetrySignals(d devices.Device, st string, t *schemas.Teleme
 	case t.AC != nil:
 		ac := t.AC
 		sigs = append(sigs, devSignal(d, RuleACFault, SeverityMajor, ac.Fault != "",
-			fmt.Sprintf("AC %s at %s reports fault %s", d.ID, st, ac.Fault)))
+			"AC %s at %s reports fault %s", d.ID, st, ac.Fault))
 		sigs = e.acSignals(d, st, ac, at, sigs)
 	case t.Lock != nil:
 		l := t.Lock
 		sigs = append(sigs, devSignal(d, RuleBoltJammed, SeverityMajor, l.Bolt == schemas.BoltJammed,
-			fmt.Sprintf("door bolt jammed at %s", st)))
+			"door bolt jammed at %s", st))
 		if l.BatteryPct != nil {
 			sigs = append(sigs, devSignal(d, RuleLockBattery, SeverityWarning,
 				*l.BatteryPct < r.LockBatteryPct,
-				fmt.Sprintf("door terminal battery at %.0f %% at %s", *l.BatteryPct, st)))
+				"door terminal battery at %.0f %% at %s", *l.BatteryPct, st))
 		}
 		tamper := devSignal(d, RuleTamper, SeverityCritical, l.Tamper,
-			fmt.Sprintf("door terminal tampered with at %s", st))
+			"door terminal tampered with at %s", st)
 		tamper.manual = true
 		sigs = append(sigs, tamper)
 		ds := e.state(d)
@@ -274,9 +286,9 @@ func (e *Alerts) telemetrySignals(d devices.Device, st string, t *schemas.Teleme
 		c := t.Charger
 		sigs = append(sigs,
 			devSignal(d, RuleSmoke, SeverityCritical, c.Smoke,
-				fmt.Sprintf("smoke in the charger cabinet at %s", st)),
+				"smoke in the charger cabinet at %s", st),
 			devSignal(d, RuleMainsLost, SeverityMajor, !c.Mains,
-				fmt.Sprintf("charger cabinet at %s lost mains power", st)))
+				"charger cabinet at %s lost mains power", st))
 		ds := e.state(d)
 		if ds.slots == nil {
 			ds.slots = map[int][]reading{}
@@ -284,7 +296,7 @@ func (e *Alerts) telemetrySignals(d devices.Device, st string, t *schemas.Teleme
 		for _, sl := range c.Slots {
 			sub := fmt.Sprint(sl.Slot)
 			s := devSignal(d, RuleSlotFault, SeverityMinor, sl.State == schemas.SlotFault,
-				fmt.Sprintf("charger slot %d in fault at %s", sl.Slot, st))
+				"charger slot %d in fault at %s", sl.Slot, st)
 			s.subject = sub
 			sigs = append(sigs, s)
 			if sl.TempC == nil {
@@ -333,12 +345,12 @@ func (e *Alerts) acSignals(d devices.Device, st string, ac *schemas.ACState, at 
 	}
 	span := r.ACWindow.Round(time.Minute)
 	return append(sigs,
-		devSignal(d, RuleACNotCooling, SeverityMajor, cooling, fmt.Sprintf(
+		devSignal(d, RuleACNotCooling, SeverityMajor, cooling,
 			"AC %s at %s not cooling: room %.1f °C, setpoint %.1f °C, fell %.1f °C in %v",
-			d.ID, st, ac.RoomC, ac.SetpointC, change, span)),
-		devSignal(d, RuleACNotHeating, SeverityMajor, heating, fmt.Sprintf(
+			d.ID, st, ac.RoomC, ac.SetpointC, change, span),
+		devSignal(d, RuleACNotHeating, SeverityMajor, heating,
 			"AC %s at %s not heating: room %.1f °C, setpoint %.1f °C, rose %.1f °C in %v",
-			d.ID, st, ac.RoomC, ac.SetpointC, change, span)))
+			d.ID, st, ac.RoomC, ac.SetpointC, change, span))
 }
 
 func (e *Alerts) doorHeldSignal(d devices.Device, st string, ds *deviceState,
@@ -348,7 +360,7 @@ func (e *Alerts) doorHeldSignal(d devices.Device, st string, ds *deviceState,
 		open = now.Sub(ds.doorOpenSince)
 	}
 	return devSignal(d, RuleDoorHeld, SeverityMinor, open > e.o.Rules.DoorHeld,
-		fmt.Sprintf("door held open for %v at %s", open.Round(time.Second), st))
+		"door held open for %v at %s", open.Round(time.Second), st)
 }
 
 // slotHeatSignal judges one slot's temperature and how fast it rises.
@@ -366,12 +378,12 @@ func (e *Alerts) slotHeatSignal(d devices.Device, st string, ds *deviceState, sl
 		rate = (temp - rs[0].v) / span.Minutes()
 	}
 	hot, rising := temp >= r.SlotHotC, rate >= r.SlotRiseCPerMin
-	summary := fmt.Sprintf("charger slot %d at %.1f °C at %s", slot, temp, st)
+	s := devSignal(d, RuleSlotOverheat, SeverityCritical, hot || rising,
+		"charger slot %d at %.1f °C at %s", slot, temp, st)
 	if rising && !hot {
-		summary = fmt.Sprintf("charger slot %d rising %.1f °C a minute (now %.1f °C) at %s",
-			slot, rate, temp, st)
+		s.format, s.args = "charger slot %d rising %.1f °C a minute (now %.1f °C) at %s",
+			[]any{slot, rate, temp, st}
 	}
-	s := devSignal(d, RuleSlotOverheat, SeverityCritical, hot || rising, summary)
 	s.subject = fmt.Sprint(slot)
 	return s
 }
@@ -385,17 +397,17 @@ func (e *Alerts) aedSignals(d devices.Device, st string, a *schemas.AEDState, at
 	}
 	sigs = append(sigs,
 		devSignal(d, RuleAEDNotReady, SeverityCritical, !a.Ready || a.SelfTest == schemas.SelfTestFail,
-			fmt.Sprintf("AED at %s %s", st, why)),
+			"AED at %s %s", st, why),
 		devSignal(d, RuleAEDBattery, SeverityMajor, a.BatteryPct < r.AEDBatteryPct,
-			fmt.Sprintf("AED battery at %.0f %% at %s", a.BatteryPct, st)))
+			"AED battery at %.0f %% at %s", a.BatteryPct, st))
 	opened := e.aedOpenedSignal(d, st)
 	opened.active = a.CabinetOpen
 	sigs = append(sigs, opened)
 	if a.CabinetC != nil {
 		c := *a.CabinetC
 		sigs = append(sigs, devSignal(d, RuleAEDCabinetTemp, SeverityMinor, c < r.AEDMinC || c > r.AEDMaxC,
-			fmt.Sprintf("AED cabinet at %.1f °C at %s (keep within %g to %g °C)", c, st,
-				r.AEDMinC, r.AEDMaxC)))
+			"AED cabinet at %.1f °C at %s (keep within %g to %g °C)", c, st,
+			r.AEDMinC, r.AEDMaxC))
 	}
 	if exp, err := time.ParseInLocation(time.DateOnly, a.PadsExpire, e.o.Location); err == nil {
 		y, m, dd := at.In(e.o.Location).Date()
@@ -409,14 +421,14 @@ func (e *Alerts) aedSignals(d devices.Device, st string, a *schemas.AEDState, at
 		if days < 0 {
 			summary = fmt.Sprintf("AED pads at %s expired on %s", st, a.PadsExpire)
 		}
-		sigs = append(sigs, devSignal(d, RuleAEDPads, sev, days <= r.AEDPadsWarnDays, summary))
+		sigs = append(sigs, devSignal(d, RuleAEDPads, sev, days <= r.AEDPadsWarnDays, "%s", summary))
 	}
 	return sigs
 }
 
 func (e *Alerts) aedOpenedSignal(d devices.Device, st string) signal {
 	s := devSignal(d, RuleAEDOpened, SeverityCritical, true,
-		fmt.Sprintf("AED taken: possible cardiac arrest at station %s", st))
+		"AED taken: possible cardiac arrest at station %s", st)
 	s.manual = true
 	return s
 }
@@ -429,30 +441,30 @@ func (e *Alerts) eventSignals(d devices.Device, st string, ev *schemas.Event,
 		active := ev.Type == schemas.EventFaultRaised
 		if d.Kind == schemas.KindAC {
 			s = devSignal(d, RuleACFault, SeverityMajor, active,
-				fmt.Sprintf("AC %s at %s reports fault %s", d.ID, st, ev.Code))
+				"AC %s at %s reports fault %s", d.ID, st, ev.Code)
 		} else {
 			s = devSignal(d, RuleDeviceFault, SeverityMinor, active,
-				fmt.Sprintf("%s %s at %s reports fault %s", d.Kind, d.ID, st, ev.Code))
+				"%s %s at %s reports fault %s", d.Kind, d.ID, st, ev.Code)
 			s.subject = ev.Code
 		}
 	case schemas.EventDoorForced:
 		s = devSignal(d, RuleDoorForced, SeverityCritical, true,
-			fmt.Sprintf("door forced at %s", st))
+			"door forced at %s", st)
 		s.manual = true
 	case schemas.EventTamper:
 		s = devSignal(d, RuleTamper, SeverityCritical, true,
-			fmt.Sprintf("door terminal tampered with at %s", st))
+			"door terminal tampered with at %s", st)
 		s.manual = true
 	case schemas.EventDoorHeld:
-		s = devSignal(d, RuleDoorHeld, SeverityMinor, true, fmt.Sprintf("door held open at %s", st))
+		s = devSignal(d, RuleDoorHeld, SeverityMinor, true, "door held open at %s", st)
 	case schemas.EventCabinetOpened:
 		s = e.aedOpenedSignal(d, st)
 	case schemas.EventSmoke:
 		s = devSignal(d, RuleSmoke, SeverityCritical, true,
-			fmt.Sprintf("smoke in the charger cabinet at %s", st))
+			"smoke in the charger cabinet at %s", st)
 	case schemas.EventMainsLost, schemas.EventMainsRestored:
 		s = devSignal(d, RuleMainsLost, SeverityMajor, ev.Type == schemas.EventMainsLost,
-			fmt.Sprintf("charger cabinet at %s lost mains power", st))
+			"charger cabinet at %s lost mains power", st)
 	default:
 		return sigs
 	}
@@ -520,14 +532,14 @@ func (e *Alerts) sweepRules(now time.Time) {
 	for _, ts := range stale {
 		isStale[ts.Device] = true
 		d := devices.Device{ID: ts.Device, Station: ts.Station}
-		e.apply(devSignal(d, RuleAllowlistStale, SeverityMinor, true, fmt.Sprintf(
+		e.apply(devSignal(d, RuleAllowlistStale, SeverityMinor, true,
 			"door terminal %s at %s holds allow-list version %d, behind since %s",
-			ts.Device, name(ts.Station), deref(ts.Reported), ts.BehindSince.Format(time.RFC3339))), now)
+			ts.Device, name(ts.Station), deref(ts.Reported), ts.BehindSince.Format(time.RFC3339)), now)
 	}
 	for _, a := range e.alerts {
 		if a.Rule == RuleAllowlistStale && a.Open() && !isStale[a.Device] {
 			d := devices.Device{ID: a.Device, Station: a.Station}
-			e.apply(devSignal(d, RuleAllowlistStale, a.Severity, false, a.Summary), now)
+			e.apply(devSignal(d, RuleAllowlistStale, a.Severity, false, "%s", a.Summary), now)
 		}
 	}
 }

@@ -33,7 +33,7 @@ func TestAlertACNotCooling(t *testing.T) {
 		t.Fatalf("alert %+v", a)
 	}
 	r.clock.Add(5 * time.Minute)
-	ac = r.connect(t, "ys-b-ac") // mosquitto_pub took its session over
+	ac = r.connect(t, "ys-b-ac")                                              // mosquitto_pub took its session over
 	ac.send(t, schemas.ChannelTelemetry, acTelem(true, "cool", 24, 28.5, "")) // 1.4 °C since 20 min ago
 	r.resolved(t, a.ID)
 	r.none(t, "ys-b", "ys-b-ac", RuleACNotHeating)
