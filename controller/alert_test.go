@@ -200,6 +200,7 @@ func TestAlertAcknowledgeAndEventOnly(t *testing.T) {
 	if err != nil || res.State != AlertResolved || res.ResolvedBy != "night-1" || res.AckedBy != "night-1" {
 		t.Fatalf("resolve: %+v %v", res, err)
 	}
+	r.settle(t)
 	types := []string{}
 	for _, n := range r.notes.of("", RuleDoorForced) {
 		types = append(types, n.Type)
