@@ -72,7 +72,7 @@ type Ingest struct {
 
 	stationMu  sync.Mutex      // guards stations
 	stationSub map[string]bool // stations subscribed to, with a partition
-	queued    atomic.Int64  // bytes waiting in the queues
+	queued     atomic.Int64    // bytes waiting in the queues
 }
 
 // Observation is a valid message after it updated the twin; later stages
