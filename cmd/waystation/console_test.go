@@ -427,6 +427,22 @@ func TestConsole(t *testing.T) {
 		if len(ids) != want {
 			t.Errorf("monitor of %s sees %d stations on the map, want %d", mine.Org, len(ids), want)
 		}
+		// Its alerts board lists only its organisation's alerts.
+		run(t, tab, 15*time.Second, "monitor's board",
+			chromedp.Navigate(ts.url+"/"),
+			chromedp.WaitVisible(chromedp.ID("board")),
+		)
+		onBoard := get(t, tab, "board stations", chromedp.Evaluate[[]string](
+			`Array.from(document.querySelectorAll("li.alert")).map(li => li.dataset.station)`))
+		orgOf := map[string]string{}
+		for _, st := range stations {
+			orgOf[st.ID] = st.Org
+		}
+		for _, id := range onBoard {
+			if orgOf[id] != mine.Org {
+				t.Errorf("monitor of %s sees an alert of %s (%s)", mine.Org, id, orgOf[id])
+			}
+		}
 		for _, id := range ids {
 			if id == other.ID {
 				t.Errorf("monitor of %s sees %s of %s on the map", mine.Org, other.ID, other.Org)
@@ -484,6 +500,15 @@ func TestConsole(t *testing.T) {
 			t.Errorf("phone: page %d px wide in a %d px viewport", scrollW, clientW)
 		}
 		b.screenshot(t, phone, "phone-alerts-board")
+		// The other pages fit too (tables scroll inside their own frame).
+		for _, page := range []string{"/map", "/stations/" + stations[0].ID} {
+			run(t, phone, 20*time.Second, "phone "+page, chromedp.Navigate(ts.url+page))
+			w := get(t, phone, "width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+			if w > 390 {
+				t.Errorf("phone: %s is %d px wide", page, w)
+			}
+		}
+		b.screenshot(t, phone, "phone-station")
 	})
 }
 
