@@ -217,9 +217,12 @@ type Commands struct {
 	recs    map[string]*CommandRecord
 	queues  map[string][]*CommandRecord // unanswered commands per device, in order
 	durable map[string]bool             // unanswered commands whose record is written
-	dirty   map[string]*CommandRecord   // to write
-	waiters map[string]chan error       // IssueCommand calls waiting for their record
-	seq     uint64
+	// checking is the ac.set whose effect is being checked, per device: a
+	// later one that is acknowledged supersedes it.
+	checking map[string]*CommandRecord
+	dirty    map[string]*CommandRecord // to write
+	waiters  map[string]chan error     // IssueCommand calls waiting for their record
+	seq      uint64
 
 	wake    chan struct{} // the writer has work; capacity 1
 	stopped chan struct{} // closed when Run returns
@@ -263,15 +266,16 @@ func NewCommands(o CommandsOptions) (*Commands, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Commands{
-		o:       o,
-		log:     o.Logger.With("component", "commands"),
-		recs:    map[string]*CommandRecord{},
-		queues:  map[string][]*CommandRecord{},
-		durable: map[string]bool{},
-		dirty:   map[string]*CommandRecord{},
-		waiters: map[string]chan error{},
-		wake:    make(chan struct{}, 1),
-		stopped: make(chan struct{}),
+		o:        o,
+		log:      o.Logger.With("component", "commands"),
+		recs:     map[string]*CommandRecord{},
+		queues:   map[string][]*CommandRecord{},
+		durable:  map[string]bool{},
+		checking: map[string]*CommandRecord{},
+		dirty:    map[string]*CommandRecord{},
+		waiters:  map[string]chan error{},
+		wake:     make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
 	}
 	if err := c.load(); err != nil {
 		return nil, err
@@ -375,6 +379,10 @@ func (c *Commands) load() error {
 		if !rec.finished() {
 			c.queues[rec.Device] = append(c.queues[rec.Device], rec)
 			c.durable[rec.ID] = true
+		}
+		if rec.Effect == EffectChecking {
+			c.supersede(rec, c.o.Now())
+			c.checking[rec.Device] = rec
 		}
 	}
 	if len(loaded) > 0 {

@@ -143,10 +143,8 @@ func (c *Commands) supersede(rec *CommandRecord, now time.Time) {
 	if rec.Name != schemas.CmdACSet {
 		return
 	}
-	for _, o := range c.recs {
-		if o != rec && o.Device == rec.Device && o.Effect == EffectChecking && o.Seq < rec.Seq {
-			c.endEffect(o, EffectSuperseded, "command "+rec.ID+" changed the AC first", now)
-		}
+	if o := c.checking[rec.Device]; o != nil && o != rec && o.Seq < rec.Seq {
+		c.endEffect(o, EffectSuperseded, "command "+rec.ID+" changed the AC first", now)
 	}
 }
 
@@ -195,6 +193,7 @@ func (c *Commands) startEffect(rec *CommandRecord, now time.Time) {
 		return
 	}
 	rec.Effect = EffectChecking
+	c.checking[rec.Device] = rec
 	rec.EffectDue = now.Add(c.o.EffectWithin)
 	rec.EffectMode = mode
 	rec.EffectTarget = &setpoint
@@ -244,6 +243,9 @@ func (c *Commands) checkEffect(rec *CommandRecord, now time.Time) actions {
 // endEffect records the outcome of an effect check. c.mu is held.
 func (c *Commands) endEffect(rec *CommandRecord, effect, detail string, now time.Time) {
 	rec.Effect, rec.EffectDetail = effect, detail
+	if c.checking[rec.Device] == rec {
+		delete(c.checking, rec.Device)
+	}
 	c.effects.WithLabelValues(effect).Inc()
 	c.dirty[rec.ID] = rec
 	if !rec.open() {
@@ -304,8 +306,8 @@ func (c *Commands) tick() {
 	for device := range c.queues {
 		a.add(c.pump(device, false, now))
 	}
-	for _, rec := range c.recs {
-		if rec.Effect == EffectChecking && !now.Before(rec.EffectDue) {
+	for _, rec := range c.checking {
+		if !now.Before(rec.EffectDue) {
 			a.add(c.checkEffect(rec, now))
 		}
 	}

@@ -1,0 +1,149 @@
+package controller
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/waystation/waystation/devices"
+	"github.com/waystation/waystation/schemas"
+	"github.com/waystation/waystation/simulators"
+)
+
+// benchACs is how many simulated ACs the command benchmark drives.
+const benchACs = 100
+
+func benchAC(i int) string { return fmt.Sprintf("bench-ac-%03d", i) }
+
+// ackTimes hears acknowledgements, for the benchmark.
+type ackTimes struct {
+	mu   sync.Mutex
+	at   map[string]time.Time
+	rt   map[string]float64 // publish to answer, ms, as recorded on the command
+	want int
+	done chan struct{}
+}
+
+func (a *ackTimes) Notify(n Notice) {
+	if n.Type != NoticeCommandAcknowledged {
+		return
+	}
+	rec := n.Data.(CommandRecord)
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, dup := a.at[rec.ID]; dup {
+		return
+	}
+	a.at[rec.ID] = now
+	a.rt[rec.ID] = rec.RoundTripMS
+	if len(a.at) == a.want {
+		close(a.done)
+	}
+}
+
+func (a *ackTimes) reset(want int) {
+	a.mu.Lock()
+	a.at, a.rt, a.want, a.done = map[string]time.Time{}, map[string]float64{}, want,
+		make(chan struct{})
+	a.mu.Unlock()
+}
+
+// BenchmarkCommandRoundTrip sends ac.set commands to 100 simulated ACs
+// (paho clients over TCP, each answering and then reporting its new
+// state) through Commands, the embedded broker and ingest, at 1,000 and
+// 5,000 commands a second in all, open loop. b.N is the number of
+// commands. It reports two round trips:
+//
+//   - rt: from publishing the command to its answer reaching Commands,
+//     the waystation_command_round_trip_seconds of the metrics;
+//   - e2e: from the IssueCommand call to the acknowledgement, which adds
+//     the durable write of the command before it is sent, and any wait
+//     behind an earlier command to the same AC (one at a time per device).
+func BenchmarkCommandRoundTrip(b *testing.B) {
+	var extra []devices.Device
+	for i := range benchACs {
+		extra = append(extra, devices.Device{ID: benchAC(i), Station: "ys-a", Kind: schemas.KindAC})
+	}
+	acks := &ackTimes{}
+	r := newCmdRig(b, func(o *CommandsOptions) {
+		o.Notifier = acks
+		o.RetryEvery = time.Hour // the rig's clock stands still anyway
+		o.DefaultTTL = time.Hour
+	}, extra...)
+	for i := range benchACs {
+		r.sim(b, benchAC(i), func(o *simulators.DeviceOptions) { o.Seed = int64(i) })
+	}
+	for _, rate := range []int{1000, 5000} {
+		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
+			benchCommands(b, r, acks, rate)
+		})
+	}
+}
+
+func benchCommands(b *testing.B, r *cmdRig, acks *ackTimes, rate int) {
+	const answerWait = 30 * time.Second
+	interval := time.Second / time.Duration(rate)
+	acks.reset(b.N)
+	issued := make([]time.Time, b.N)
+	ids := make([]string, b.N)
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var firstErr error
+
+	b.ResetTimer()
+	start := time.Now()
+	for n := range b.N {
+		// Open loop: commands leave on schedule whatever the answers do;
+		// each from its own goroutine, as API calls would.
+		time.Sleep(time.Until(start.Add(time.Duration(n) * interval)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			issued[n] = time.Now()
+			id, err := r.cmds().IssueCommand(CommandRequest{Device: benchAC(n % benchACs),
+				Name: schemas.CmdACSet, Args: map[string]any{"setpoint_c": 20 + n%8},
+				Issuer: "schedule:bench"})
+			if err != nil {
+				errMu.Lock()
+				firstErr = err
+				errMu.Unlock()
+			}
+			ids[n] = id
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		b.Fatal(firstErr)
+	}
+	select {
+	case <-acks.done:
+	case <-time.After(answerWait):
+		acks.mu.Lock()
+		defer acks.mu.Unlock()
+		b.Fatalf("%d of %d acknowledged after %v", len(acks.at), b.N, answerWait)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	acks.mu.Lock()
+	defer acks.mu.Unlock()
+	e2e := make([]float64, 0, b.N)
+	rt := make([]float64, 0, b.N)
+	for n, id := range ids {
+		e2e = append(e2e, float64(acks.at[id].Sub(issued[n]))/float64(time.Millisecond))
+		rt = append(rt, acks.rt[id])
+	}
+	report := func(xs []float64, name string) {
+		slices.Sort(xs)
+		pct := func(p float64) float64 { return xs[min(len(xs)-1, int(p*float64(len(xs))))] }
+		b.ReportMetric(pct(0.50), name+"-p50-ms")
+		b.ReportMetric(pct(0.99), name+"-p99-ms")
+		b.ReportMetric(xs[len(xs)-1], name+"-max-ms")
+	}
+	report(rt, "rt")
+	report(e2e, "e2e")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "cmd/s")
+}
