@@ -29,7 +29,9 @@ type MQTTBusOptions struct {
 	// Persistent asks for a persistent session (clean session off): the
 	// broker keeps the subscriptions and queues QoS 1 messages while the
 	// controller is away, up to its own limits, and delivers them when it
-	// is back. Off (the default), the broker forgets the controller when
+	// is back; those that come before the controller has subscribed again
+	// are held (up to 100,000) and handed to the subscription that matches
+	// them. Off (the default), the broker forgets the controller when
 	// it goes, and messages sent meanwhile are lost to it; the controller
 	// subscribes again on every connect either way, and gets the retained
 	// statuses again, so its twins catch up.
@@ -74,9 +76,13 @@ type MQTTBus struct {
 	log *slog.Logger
 	c   mqtt.Client
 
-	mu     sync.Mutex          // guards subs, their handlers and closed
-	subs   map[string]*mqttSub // by filter
-	closed bool
+	mu      sync.Mutex          // guards subs, their handlers, backlog and closed
+	subs    map[string]*mqttSub // by filter
+	backlog []mqtt.Message      // persistent session: messages no subscription took yet
+	// deliverMu orders handler calls: a message replayed from the backlog
+	// goes before one arriving later.
+	deliverMu sync.Mutex
+	closed    bool
 
 	slots   chan struct{} // one token per publish in flight
 	connect chan struct{} // a connect happened: subscribe again
@@ -91,6 +97,8 @@ type MQTTBus struct {
 	inflight    prometheus.GaugeFunc
 	resubscribe prometheus.Counter
 	collectors  []prometheus.Collector
+
+	backlogDropped prometheus.Counter
 }
 
 type mqttSub struct {
@@ -237,11 +245,16 @@ func (b *MQTTBus) metrics() error {
 		Name: "waystation_mqtt_publishes_in_flight",
 		Help: "Publishes sent to the external broker and not yet acknowledged.",
 	}, func() float64 { return float64(len(b.slots)) })
+	b.backlogDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "waystation_mqtt_backlog_dropped_total",
+		Help: "Messages of a persistent session dropped because they came before any " +
+			"subscription took them and the backlog was full.",
+	})
 	for _, r := range []string{"ok", "error", "timeout", "not_connected", "busy"} {
 		b.published.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{b.connected, b.connects, b.lost, b.resubscribe,
-		b.published, b.subscribed, b.inflight} {
+		b.published, b.subscribed, b.inflight, b.backlogDropped} {
 		if err := b.o.Registerer.Register(c); err != nil {
 			b.unregister()
 			return fmt.Errorf("register mqtt metrics: %w", err)
@@ -333,7 +346,8 @@ func (b *MQTTBus) subscribe(filters map[string]byte) error {
 
 // Subscribe delivers messages matching filter, retained ones included, and
 // keeps the subscription across reconnects. While the connection is down
-// it only records the filter; the next connect subscribes.
+// it only records the filter; the next connect subscribes. A handler must
+// not call Subscribe.
 func (b *MQTTBus) Subscribe(filter string, qos byte,
 	h func(topic string, payload []byte, retained bool)) error {
 	if h == nil {
@@ -345,9 +359,11 @@ func (b *MQTTBus) Subscribe(filter string, qos byte,
 	if filter == "" {
 		return errors.New("subscribe: empty filter")
 	}
+	b.deliverMu.Lock()
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
+		b.deliverMu.Unlock()
 		return ErrBusClosed
 	}
 	// Recorded before the connection is looked at: a connect that comes
@@ -362,6 +378,8 @@ func (b *MQTTBus) Subscribe(filter string, qos byte,
 	qos = s.qos
 	b.subscribed.Set(float64(len(b.subs)))
 	b.mu.Unlock()
+	b.replay([]string{filter}, h)
+	b.deliverMu.Unlock()
 	if !b.c.IsConnectionOpen() {
 		return nil
 	}
@@ -383,17 +401,18 @@ func (b *MQTTBus) SubscribeMany(filters []string, qos byte,
 	if h == nil || qos > 2 {
 		return fmt.Errorf("subscribe %d filters: nil handler or qos %d above 2", len(filters), qos)
 	}
+	for _, f := range filters {
+		if f == "" {
+			return errors.New("subscribe: empty filter")
+		}
+	}
 	want := make(map[string]byte, len(filters))
+	b.deliverMu.Lock()
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
+		b.deliverMu.Unlock()
 		return ErrBusClosed
-	}
-	for _, f := range filters {
-		if f == "" {
-			b.mu.Unlock()
-			return errors.New("subscribe: empty filter")
-		}
 	}
 	for _, f := range filters {
 		s, ok := b.subs[f]
@@ -407,6 +426,8 @@ func (b *MQTTBus) SubscribeMany(filters []string, qos byte,
 	}
 	b.subscribed.Set(float64(len(b.subs)))
 	b.mu.Unlock()
+	b.replay(filters, h)
+	b.deliverMu.Unlock()
 	if !b.c.IsConnectionOpen() {
 		return nil
 	}
@@ -541,15 +562,60 @@ func (b *MQTTBus) WaitConnected(ctx context.Context) error {
 // dispatch calls the handlers of every filter that matches the message's
 // topic.
 func (b *MQTTBus) dispatch(m mqtt.Message) {
+	b.deliverMu.Lock()
+	defer b.deliverMu.Unlock()
 	topic := m.Topic()
 	var hs []func(string, []byte, bool)
 	b.mu.Lock()
 	for _, f := range matchingFilters(topic, b.subs) {
 		hs = append(hs, b.subs[f].hs...)
 	}
+	if len(hs) == 0 && b.o.Persistent {
+		// A persistent session's queued messages come right after the
+		// connect, before the controller has subscribed again.
+		if len(b.backlog) < maxBacklog {
+			b.backlog = append(b.backlog, m)
+		} else {
+			b.backlogDropped.Inc()
+		}
+	}
 	b.mu.Unlock()
 	for _, h := range hs {
 		h(topic, m.Payload(), m.Retained())
+	}
+}
+
+// maxBacklog bounds the messages a persistent session keeps for
+// subscriptions not made yet.
+const maxBacklog = 100000
+
+// replay hands h the backlog's messages that match one of filters, in
+// arrival order, and takes them out of the backlog.
+// b.deliverMu is held since before the subscription was registered, so no
+// later message overtakes these.
+func (b *MQTTBus) replay(filters []string, h func(string, []byte, bool)) {
+	var mine []mqtt.Message
+	b.mu.Lock()
+	kept := b.backlog[:0]
+	for _, m := range b.backlog {
+		match := false
+		for _, f := range filters {
+			if topicMatches(f, m.Topic()) {
+				match = true
+				break
+			}
+		}
+		if match {
+			mine = append(mine, m)
+		} else {
+			kept = append(kept, m)
+		}
+	}
+	clear(b.backlog[len(kept):])
+	b.backlog = kept
+	b.mu.Unlock()
+	for _, m := range mine {
+		h(m.Topic(), m.Payload(), m.Retained())
 	}
 }
 

@@ -208,3 +208,54 @@ func TestMatchingFilters(t *testing.T) {
 		}
 	}
 }
+
+// TestMQTTBusPersistentSession: with a persistent session the broker keeps
+// what devices sent while the controller was away, and the bus hands it to
+// the subscription made after the reconnect, in order, before newer
+// messages.
+func TestMQTTBusPersistentSession(t *testing.T) {
+	m := mosquitto.Start(t, mosquitto.Config{})
+	dial := func() *MQTTBus {
+		b, err := DialMQTTBus(MQTTBusOptions{URL: m.URL(), Username: "ctl", Password: "pw",
+			ClientID: "persistent-controller", Persistent: true, ConnectTimeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b
+	}
+	b := dial()
+	var first collector
+	if err := b.Subscribe("waystation/v1/+/+/event", 1, first.handle); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+
+	p := publisher(t, m)
+	for i := range 3 {
+		publish(t, p, "waystation/v1/s1/d1/event", false, fmt.Sprint("away-", i))
+	}
+	b = dial()
+	// The queued messages arrive before the subscription is made again.
+	waitWithin(t, 5*time.Second, "the queued messages reach the bus", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.backlog) == 3
+	})
+	var c collector
+	if err := b.Subscribe("waystation/v1/+/+/event", 1, c.handle); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, p, "waystation/v1/s1/d1/event", false, "back")
+	want := []string{"waystation/v1/s1/d1/event away-0 false", "waystation/v1/s1/d1/event away-1 false",
+		"waystation/v1/s1/d1/event away-2 false", "waystation/v1/s1/d1/event back false"}
+	waitWithin(t, 5*time.Second, "queued then new messages, in order", func() bool {
+		return len(c.list()) == len(want)
+	})
+	if got := c.list(); !slices.Equal(got, want) {
+		t.Fatalf("got %q", got)
+	}
+	if n := len(first.list()); n != 0 {
+		t.Fatalf("the closed bus's handler got %d messages", n)
+	}
+}
