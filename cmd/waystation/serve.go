@@ -56,7 +56,10 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the embedded broker, controller, HTTP API and metrics",
 		Long: "serve runs everything on one data folder: the embedded MQTT broker that devices\n" +
 			"log in to, the controller that keeps their twins, and the HTTP API with /metrics.\n" +
-			"With --demo it also registers and runs a simulated county of stations.",
+			"With --demo it also registers and runs a simulated county of stations.\n\n" +
+			"Past one machine, --broker attaches the controller to an external MQTT broker\n" +
+			"instead (device logins: waystation broker export-auth), and --partition I/N\n" +
+			"lets N controllers share the stations.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
