@@ -17,6 +17,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(envChildArgs) != "" {
+		os.Exit(childMain()) // a server process of a test
+	}
 	goleak.VerifyTestMain(m,
 		// paho's and net/http's idle keep-alive goroutines end on their own
 		// timers after a test returns.
