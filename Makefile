@@ -44,13 +44,16 @@ fuzz:
 			{ cat $$log; rm -f $$log; exit 1; }; \
 	done; done; rm -f $$log
 
-## soak: the long checks: each fuzz target for SOAKFUZZTIME (default 1m)
-## and a reconnect storm of SOAKDEVICES (default 5000) devices
+## soak: the long checks: each fuzz target for SOAKFUZZTIME (default 1m),
+## a reconnect storm of SOAKDEVICES (default 5000) devices, four kill -9s
+## under load of 100 devices, and a whole simulated day of history retention
 SOAKFUZZTIME ?= 1m
 SOAKDEVICES  ?= 5000
 soak:
 	WAYSTATION_STORM_DEVICES=$(SOAKDEVICES) $(GO) test -count=1 -v -run '^TestReconnectStorm$$' \
 		-timeout 20m ./broker
+	WAYSTATION_SOAK=1 $(GO) test -race -count=1 -v -run '^(TestKill9UnderLoad|TestHistoryRetentionFileStopsGrowing)$$' \
+		-timeout 20m ./cmd/waystation ./devices
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(SOAKFUZZTIME)
 
 clean:
