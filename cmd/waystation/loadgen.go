@@ -23,6 +23,7 @@ import (
 // loadgenOptions are the flags of `waystation loadgen`.
 type loadgenOptions struct {
 	suites        []string
+	targets       []string
 	devices       int
 	duration      time.Duration
 	qos           []int
@@ -67,6 +68,8 @@ func newLoadgenCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringSliceVar(&o.suites, "suites", []string{"ingest", "latency", "fleet"},
 		"what to measure: ingest, latency, fleet")
+	f.StringSliceVar(&o.targets, "targets", []string{"mosquitto", "waystation"},
+		"what to put under load: mosquitto, waystation (ratios need both)")
 	f.IntVar(&o.devices, "devices", 1000, "devices of the ingest and latency runs")
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "length of each ingest and latency run")
 	f.IntSliceVar(&o.qos, "qos", []int{0, 1}, "QoS levels of the ingest runs")
@@ -90,6 +93,11 @@ func (o *loadgenOptions) check() error {
 	for _, s := range o.suites {
 		if s != "ingest" && s != "latency" && s != "fleet" {
 			return fmt.Errorf("--suites: %q: want ingest, latency or fleet", s)
+		}
+	}
+	for _, t := range o.targets {
+		if t != "mosquitto" && t != "waystation" {
+			return fmt.Errorf("--targets: %q: want mosquitto or waystation", t)
 		}
 	}
 	for _, q := range o.qos {
@@ -396,7 +404,7 @@ func (o *loadgenOptions) runIngest(ctx context.Context, bin, dir string,
 	lat := map[string][3]time.Duration{}      // target → p50, p99, p99.9
 	latNote := map[string]string{}
 
-	for _, name := range []string{"mosquitto", "waystation"} {
+	for _, name := range o.targets {
 		var t *target
 		var err error
 		if name == "mosquitto" {
@@ -568,6 +576,30 @@ func startProfile(t *target, dir string, qos int, d time.Duration,
 	return func() { <-done }
 }
 
+// saveProfile fetches /debug/pprof/NAME from the platform into file.
+func saveProfile(ctx context.Context, addr, name, file string, say func(string, ...any)) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		fmt.Sprintf("http://%s/debug/pprof/%s", addr, name), nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		say("profile %s: %v", name, err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		say("profile %s: %v", name, err)
+		return
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err == nil {
+		say("profile written: %s", file)
+	}
+}
+
 // fleetFigures are one target's fleet run.
 type fleetFigures struct {
 	connect     time.Duration
@@ -583,13 +615,13 @@ func (o *loadgenOptions) runFleet(ctx context.Context, bin, dir string,
 	say func(string, ...any)) ([]benchRow, error) {
 	devs := loadgen.Devices(o.fleetDevices)
 	res := map[string]fleetFigures{}
-	for _, name := range []string{"mosquitto", "waystation"} {
+	for _, name := range o.targets {
 		var t *target
 		var err error
 		if name == "mosquitto" {
 			t, err = o.startMosquittoTarget(dir)
 		} else {
-			t, err = o.startPlatform(ctx, bin, dir, "fleet", devs, false)
+			t, err = o.startPlatform(ctx, bin, dir, "fleet", devs, o.profile)
 		}
 		if err != nil {
 			return nil, err
@@ -659,6 +691,11 @@ func (o *loadgenOptions) fleetOn(ctx context.Context, t *target, devs []loadgen.
 		case <-ctx.Done():
 		}
 		p0, _ = loadgen.ReadProc(t.proc.Pid())
+		if t.pprof != "" {
+			secs := max(int((o.fleetHold-o.fleetInterval)/time.Second)-2, 1)
+			saveProfile(ctx, t.pprof, fmt.Sprintf("profile?seconds=%d", secs),
+				filepath.Join(o.dir, "server-cpu-fleet.pprof"), say)
+		}
 	}()
 	st, err := g.Run(ctx, 1, float64(len(devs))/o.fleetInterval.Seconds(), o.fleetHold)
 	<-got
@@ -683,6 +720,21 @@ func (o *loadgenOptions) fleetOn(ctx context.Context, t *target, devs []loadgen.
 	f.sent, f.recvd = st.Sent, ok1-ok0
 	say("%s: CPU %.1f%% of a core, RSS %d MiB (+%.1f KiB a device), sent %d handled %d",
 		t.name, 100*f.cpu, p1.RSS>>20, f.rssPerDev/1024, f.sent, f.recvd)
+	if t.metrics != "" {
+		// Where the platform's memory is, as its runtime sees it.
+		if m, err := loadgen.ReadMetrics(ctx, t.metrics); err == nil {
+			kib := func(name string) float64 { return m.Value(name) / 1024 / float64(len(devs)) }
+			say("%s: a device: heap in use %.1f KiB (live %.1f), stacks %.1f KiB, "+
+				"%.1f goroutines; runtime holds %.1f KiB (heap idle %.1f, of it released %.1f)",
+				t.name, kib("go_memstats_heap_inuse_bytes"), kib("go_memstats_heap_alloc_bytes"),
+				kib("go_memstats_stack_inuse_bytes"), m.Value("go_goroutines")/float64(len(devs)),
+				kib("go_memstats_sys_bytes"), kib("go_memstats_heap_idle_bytes"),
+				kib("go_memstats_heap_released_bytes"))
+		}
+	}
+	if t.pprof != "" {
+		saveProfile(ctx, t.pprof, "heap", filepath.Join(o.dir, "server-heap-fleet.pprof"), say)
+	}
 	return f, nil
 }
 
