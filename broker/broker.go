@@ -130,6 +130,7 @@ type Broker struct {
 	metrics *metrics
 	bus     *mqtt.Client // the in-process publisher behind every Bus
 	subID   atomic.Int64 // the last identifier given to a Bus subscription
+	subs    busHandlers  // every Bus subscription
 
 	mu      sync.Mutex // guards tcp, ws and started, and orders Start and Close
 	tcp     *listener
@@ -188,6 +189,7 @@ func New(o Options) (*Broker, error) {
 	}
 	b.metrics = m
 	b.hook = newAuthHook(b.srv, o, m)
+	b.hook.delivered = b.subs.dispatch
 	if err := b.srv.AddHook(b.hook, nil); err != nil {
 		m.unregister()
 		return nil, fmt.Errorf("add auth hook: %w", err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -57,17 +58,14 @@ func (b *Bus) Subscribe(filter string, qos byte,
 	b.subs = append(b.subs, busSub{filter: filter, id: id})
 	b.mu.Unlock()
 
-	// Mochi's Server.Subscribe would report live retained publishes as
-	// retained, and its storage hook would save the subscription for a
-	// client "inline" that a restart then turns into a real, never
-	// connected client collecting QoS messages. The topic index is used
-	// directly instead.
-	b.b.srv.Topics.InlineSubscribe(mqtt.InlineSubscription{
-		Subscription: packets.Subscription{Filter: filter, Identifier: id, Qos: qos},
-		Handler: func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-			h(pk.TopicName, pk.Payload, false)
-		},
-	})
+	// Bus subscriptions are kept out of mochi's topic index: for every
+	// publish the index copies each matching node's inline subscriptions
+	// into fresh maps, a third of the allocations of a device message.
+	// The hook hands each publish to them instead (see Broker.dispatch).
+	// Mochi's Server.Subscribe would also report live retained publishes
+	// as retained, and its storage hook would save the subscription for a
+	// client that a restart then turns into a real one.
+	b.b.subs.add(busHandler{id: id, filter: filter, h: h})
 	for _, pk := range b.b.retained(filter) {
 		h(pk.TopicName, pk.Payload, true)
 	}
@@ -169,7 +167,65 @@ func (b *Bus) Close() error {
 	b.mu.Unlock()
 
 	for _, s := range subs {
-		b.b.srv.Topics.InlineUnsubscribe(s.id, s.filter)
+		b.b.subs.remove(s.id)
 	}
 	return nil
+}
+
+// busHandler is one Bus subscription.
+type busHandler struct {
+	id     int
+	filter string
+	h      func(topic string, payload []byte, retained bool)
+}
+
+// busHandlers are the subscriptions of every Bus of a broker. Publishes
+// read them without a lock; the few changes copy the list.
+type busHandlers struct {
+	mu   sync.Mutex // serialises changes
+	list atomic.Pointer[[]busHandler]
+}
+
+func (s *busHandlers) add(h busHandler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var next []busHandler
+	if cur := s.list.Load(); cur != nil {
+		next = append(next, *cur...)
+	}
+	next = append(next, h)
+	s.list.Store(&next)
+}
+
+func (s *busHandlers) remove(id int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.list.Load()
+	if cur == nil {
+		return
+	}
+	next := make([]busHandler, 0, len(*cur))
+	for _, h := range *cur {
+		if h.id != id {
+			next = append(next, h)
+		}
+	}
+	s.list.Store(&next)
+}
+
+// dispatch calls every Bus subscription whose filter matches a message
+// mochi has just delivered to its subscribers (a publish or a will).
+func (s *busHandlers) dispatch(pk packets.Packet) {
+	if pk.Ignore || pk.TopicName == "" {
+		return
+	}
+	list := s.list.Load()
+	if list == nil {
+		return
+	}
+	for _, h := range *list {
+		if matchFilter(h.filter, pk.TopicName) {
+			h.h(pk.TopicName, pk.Payload, false)
+		}
+	}
 }

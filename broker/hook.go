@@ -32,6 +32,10 @@ type authHook struct {
 	rate    float64 // publishes a second a device may make; 0 means no limit
 	burst   int     // publishes a device may make at once before rate applies
 
+	// delivered hears every message mochi delivered to its subscribers
+	// (OnPublished, OnWillSent): the Bus subscriptions.
+	delivered func(packets.Packet)
+
 	// stopping is set when the broker begins to shut down.
 	stopping atomic.Bool
 
@@ -94,7 +98,25 @@ func (h *authHook) Provides(b byte) bool {
 		mqtt.OnSubscribe,
 		mqtt.OnPublish,
 		mqtt.OnWill,
+		mqtt.OnPublished,
+		mqtt.OnWillSent,
 	}, []byte{b})
+}
+
+// OnPublished implements mqtt.Hook: mochi calls it after it delivered a
+// publish (from a client or the bus) to its subscribers, on the
+// publisher's goroutine, so a device's messages reach the Bus in order.
+func (h *authHook) OnPublished(_ *mqtt.Client, pk packets.Packet) {
+	if h.delivered != nil {
+		h.delivered(pk)
+	}
+}
+
+// OnWillSent implements mqtt.Hook: a will mochi published.
+func (h *authHook) OnWillSent(_ *mqtt.Client, pk packets.Packet) {
+	if h.delivered != nil {
+		h.delivered(pk)
+	}
 }
 
 // OnConnect refuses a device whose client id is not its device id: the
