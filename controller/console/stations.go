@@ -140,11 +140,19 @@ type countyView struct {
 	Problems []string
 	Counts   map[string]int // stations by level, of those shown
 	Map      mapView
+	Inset    *insetView
 	Columns  []column
 }
 
 type mapView struct {
 	Width, Height float64
+}
+
+// insetView is a second, closer drawing of the town where stations
+// crowd: at county scale their dots cover each other.
+type insetView struct {
+	Map  mapView
+	Rows []stationRow
 }
 
 // column is a sortable column of the list.
@@ -177,6 +185,7 @@ func (c *Console) county(rq *request) countyView {
 	// The map keeps its frame when a filter hides stations, so a dot stays
 	// where the eye learned it.
 	v.Map = project(all, v.Rows)
+	v.Inset = townInset(all, v.Rows)
 	sortRows(v.Rows, f.Sort, f.Desc)
 	for _, col := range []struct{ key, label string }{{"id", "Station"}, {"name", "Name"},
 		{"org", "Organisation"}, {"level", "Worst alert"}, {"alerts", "Open alerts"},
@@ -272,12 +281,69 @@ func project(all, rows []stationRow) mapView {
 	return mapView{Width: mapWidth, Height: math.Round(height)}
 }
 
+// Town inset: stations within insetRadiusKm of the county's median
+// station are drawn again, closer, when there are at least insetMin of
+// them and they fill less than a quarter of the county's width.
+const (
+	insetRadiusKm = 4.0
+	insetMin      = 8
+)
+
+func townInset(all, shown []stationRow) *insetView {
+	if len(all) < insetMin {
+		return nil
+	}
+	lats, lons := make([]float64, len(all)), make([]float64, len(all))
+	for i, r := range all {
+		lats[i], lons[i] = r.Station.Lat, r.Station.Lon
+	}
+	slices.Sort(lats)
+	slices.Sort(lons)
+	lat, lon := lats[len(lats)/2], lons[len(lons)/2]
+	near := func(r stationRow) bool { return distanceKm(lat, lon, r.Station.Lat, r.Station.Lon) <= insetRadiusKm }
+	var town []stationRow
+	for _, r := range all {
+		if near(r) {
+			town = append(town, r)
+		}
+	}
+	spanAll := (lons[len(lons)-1] - lons[0])
+	minLon, maxLon := lon, lon
+	for _, r := range town {
+		minLon, maxLon = min(minLon, r.Station.Lon), max(maxLon, r.Station.Lon)
+	}
+	if len(town) < insetMin || (maxLon-minLon) > spanAll/4 {
+		return nil
+	}
+	v := &insetView{}
+	for _, r := range shown {
+		if near(r) {
+			v.Rows = append(v.Rows, r)
+		}
+	}
+	v.Map = project(town, v.Rows)
+	return v
+}
+
+// distanceKm is the great-circle distance between two points.
+func distanceKm(lat1, lon1, lat2, lon2 float64) float64 {
+	rad := math.Pi / 180
+	dLat, dLon := (lat2-lat1)*rad, (lon2-lon1)*rad
+	h := math.Sin(dLat/2)*math.Sin(dLat/2) +
+		math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
+	return 2 * 6371 * math.Asin(math.Min(1, math.Sqrt(h)))
+}
+
 func (c *Console) mapPage(rq *request) {
 	v := c.county(rq)
 	// Worst drawn last, so it lies on top.
-	slices.SortStableFunc(v.Rows, func(a, b stationRow) int {
+	worstLast := func(a, b stationRow) int {
 		return cmp.Compare(levelRank[a.Level], levelRank[b.Level])
-	})
+	}
+	slices.SortStableFunc(v.Rows, worstLast)
+	if v.Inset != nil {
+		slices.SortStableFunc(v.Inset.Rows, worstLast)
+	}
 	c.render(rq, http.StatusOK, "map", view{Title: "County map", Nav: "map", Data: v})
 }
 
