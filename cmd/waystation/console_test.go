@@ -107,7 +107,7 @@ func run(t *testing.T, ctx context.Context, within time.Duration, what string,
 // get runs one browser action that returns a value, with a deadline.
 func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	v, err := chromedp.Run(ctx, a)
 	if err != nil {
@@ -242,7 +242,8 @@ func TestConsole(t *testing.T) {
 		// Wait for the demo AC of the first station to report.
 		ac := stations[0].ID + "-ac"
 		var v controller.DeviceView
-		eventually(t, 15*time.Second, ac+" reports", func() bool {
+		// Registering the county hashes 345 secrets: slow on a busy machine.
+		eventually(t, 60*time.Second, ac+" reports", func() bool {
 			return ts.api(t, "GET", "/api/v1/devices/"+ac, nil, &v) == 200 && v.Twin != nil &&
 				len(v.Twin.State) > 0
 		})
@@ -350,7 +351,7 @@ func TestConsole(t *testing.T) {
 			stop()
 			<-done
 		})
-		eventually(t, 15*time.Second, id+" online", aed.Connected)
+		eventually(t, 30*time.Second, id+" online", aed.Connected)
 
 		run(t, desk, 15*time.Second, "board",
 			chromedp.Navigate(ts.url+"/"),
@@ -363,7 +364,7 @@ func TestConsole(t *testing.T) {
 			t.Fatal(err)
 		}
 		sel := `li.alert[data-rule="aed.cabinet_opened"][data-device="` + id + `"]`
-		run(t, desk, 20*time.Second, "the alert appears", chromedp.WaitVisible(chromedp.CSS(sel)))
+		run(t, desk, 30*time.Second, "the alert appears", chromedp.WaitVisible(chromedp.CSS(sel)))
 		if !get(t, desk, "no reload", chromedp.Evaluate[bool](`window.samePage === true`)) {
 			t.Error("the page reloaded to show the alert")
 		}
