@@ -277,6 +277,24 @@ func TestEventsLiveAndScoped(t *testing.T) {
 	}
 }
 
+// TestEventsOutlastReadTimeout: a stream stays open past the server's read
+// timeout, which bounds reading requests, not how long a stream lasts.
+func TestEventsOutlastReadTimeout(t *testing.T) {
+	x := newEventsRig(t, EventsOptions{})
+	// As serve runs it: a read timeout, and none for writes.
+	srv := httptest.NewUnstartedServer(x.srv.Config.Handler)
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close) // after the stream closes
+	s := (&eventsRig{srv: srv}).open(t, x.admin, "")
+	x.waitSubscribers(t, 1)
+	time.Sleep(3 * srv.Config.ReadTimeout) // what is measured is time itself
+	x.ev.Notify(notice(1, "ys-001"))
+	if ev := s.next(t); ev.notice.Key != "alert-1.raised" {
+		t.Fatalf("got %+v", ev)
+	}
+}
+
 func TestEventsFiltered(t *testing.T) {
 	x := newEventsRig(t, EventsOptions{})
 	for _, tc := range []struct {

@@ -392,6 +392,7 @@ func (w *Webhooks) Run(ctx context.Context) error {
 	}
 	err := w.write(ctx)
 	wg.Wait()
+	w.o.Client.CloseIdleConnections() // their goroutines end with Run
 	return err
 }
 
