@@ -3,7 +3,9 @@ package controller
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -34,6 +36,16 @@ const (
 	DefaultWebhookMaxPending = 10000
 	DefaultWebhookPoll       = time.Second
 )
+
+// MinWebhookSecret is the shortest signing secret taken, in bytes.
+const MinWebhookSecret = 16
+
+// SignatureHeader carries a request's signature when a secret is set:
+// "t=UNIX,v1=HEX", where HEX is the HMAC-SHA256 under the secret of UNIX
+// (the send time in seconds), a dot and the body. A receiver recomputes it
+// to know the notice comes from this server, and may refuse an old t to
+// stop replays.
+const SignatureHeader = "X-Waystation-Signature"
 
 // webhookIntake is how many notices may wait to be written to the outbox.
 const webhookIntake = 4096
@@ -74,6 +86,9 @@ type WebhooksOptions struct {
 	// clock again, so retries follow Now even when Now is not the wall
 	// clock. Default DefaultWebhookPoll.
 	Poll time.Duration
+	// Secret, when set, signs every request: see SignatureHeader. At
+	// least MinWebhookSecret bytes.
+	Secret []byte
 	// Client sends the requests; default a client of its own that does not
 	// follow redirects.
 	Client *http.Client
@@ -214,6 +229,10 @@ func NewWebhooks(o WebhooksOptions) (*Webhooks, error) {
 				return http.ErrUseLastResponse
 			},
 		}
+	}
+	if o.Secret != nil && len(o.Secret) < MinWebhookSecret {
+		return nil, fmt.Errorf("webhooks: the signing secret has %d bytes; want at least %d",
+			len(o.Secret), MinWebhookSecret)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -671,6 +690,10 @@ func (w *Webhooks) post(ctx context.Context, r *receiver, e outboxEntry,
 	req.Header.Set("Idempotency-Key", e.Key)
 	req.Header.Set("X-Waystation-Event", e.Type)
 	req.Header.Set("X-Waystation-Attempt", strconv.Itoa(attempt))
+	if w.o.Secret != nil {
+		// The wall clock, not Now: the receiver checks t against its own.
+		req.Header.Set(SignatureHeader, Sign(w.o.Secret, time.Now(), e.Body))
+	}
 	resp, err := w.o.Client.Do(req)
 	if err != nil {
 		return 0, err
@@ -753,6 +776,15 @@ func (w *Webhooks) flush(r *receiver) {
 		w.log.Error("delete delivered notices from the webhook outbox",
 			"receiver", r.url.Redacted(), "err", err)
 	}
+}
+
+// Sign returns the SignatureHeader value of a body sent at t.
+func Sign(secret []byte, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(ts + "."))
+	mac.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
 }
 
 func seqKey(seq uint64) []byte {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -396,6 +397,51 @@ func TestWebhookNoticeWithoutKey(t *testing.T) {
 	h.check(t)
 	if got, _ := h.snapshot(); !strings.HasPrefix(got[0], "notice-") {
 		t.Fatalf("key %q", got[0])
+	}
+}
+
+// TestWebhookSigned: with a secret, each request carries a signature of its
+// body that the receiver can check.
+func TestWebhookSigned(t *testing.T) {
+	x := newHookRig(t)
+	secret := []byte("0123456789abcdef-night-desk")
+	sigs := make(chan string, 1)
+	bodies := make(chan []byte, 1)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		sigs <- r.Header.Get(SignatureHeader)
+		bodies <- body
+	}))
+	defer recv.Close()
+	w, _ := x.start(t, WebhooksOptions{Secret: secret}, recv.URL)
+	w.Notify(hookNotice(1))
+	var sig string
+	select {
+	case sig = <-sigs:
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing delivered")
+	}
+	body := <-bodies
+	ts, _, ok := strings.Cut(strings.TrimPrefix(sig, "t="), ",")
+	unix, err := strconv.ParseInt(ts, 10, 64)
+	if !ok || err != nil || time.Since(time.Unix(unix, 0)).Abs() > time.Minute {
+		t.Fatalf("signature %q", sig)
+	}
+	if want := Sign(secret, time.Unix(unix, 0), body); sig != want {
+		t.Fatalf("signature %q, want %q", sig, want)
+	}
+	if Sign([]byte("another secret, as long"), time.Unix(unix, 0), body) == sig {
+		t.Fatal("the signature does not depend on the secret")
+	}
+	// HMAC-SHA256("0123456789abcdef", "1700000000.{}"), computed apart
+	// (Python's hmac module).
+	if got := Sign([]byte("0123456789abcdef"), time.Unix(1700000000, 0), []byte("{}")); got !=
+		"t=1700000000,v1=e4f8e2ecae2295b2ddb2f0b5584c8275e226c0ebe9b3b819e70156bb67122e3e" {
+		t.Fatalf("Sign = %s", got)
+	}
+	if _, err := NewWebhooks(WebhooksOptions{DB: x.db, URLs: []string{recv.URL},
+		Secret: []byte("short")}); err == nil || !strings.Contains(err.Error(), "at least") {
+		t.Fatalf("a short secret: %v", err)
 	}
 }
 

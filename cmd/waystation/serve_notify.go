@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -18,6 +21,7 @@ type notifyFlags struct {
 	retryMax   time.Duration
 	maxAge     time.Duration
 	maxPending int
+	secretFile string // signs requests when set
 }
 
 func addNotifyFlags(f *pflag.FlagSet, o *notifyFlags) {
@@ -31,6 +35,8 @@ func addNotifyFlags(f *pflag.FlagSet, o *notifyFlags) {
 		"a notice not delivered within this long is given up")
 	f.IntVar(&o.maxPending, "webhook-max-pending", controller.DefaultWebhookMaxPending,
 		"notices kept for a receiver that is down; past it the oldest are dropped")
+	f.StringVar(&o.secretFile, "webhook-secret-file", "", "sign webhook requests with the "+
+		"secret in this file (header "+controller.SignatureHeader+")")
 }
 
 // check refuses a bad receiver URL or limit at start-up; zero values
@@ -51,8 +57,28 @@ func (o *notifyFlags) check() error {
 		return fmt.Errorf("--webhook-max-age %v: want a positive duration, e.g. 24h", o.maxAge)
 	case o.maxPending < 0 || o.maxPending > 10_000_000:
 		return fmt.Errorf("--webhook-max-pending %d: want 1 to 10000000", o.maxPending)
+	case o.secretFile != "" && len(o.webhooks) == 0:
+		return errors.New("--webhook-secret-file needs --webhook")
 	}
 	return nil
+}
+
+// secret reads the signing secret; nil without --webhook-secret-file.
+func (o *notifyFlags) secret() ([]byte, error) {
+	if o.secretFile == "" {
+		return nil, nil
+	}
+	buf, err := os.ReadFile(o.secretFile)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-secret-file: %w", err)
+	}
+	secret := bytes.TrimSpace(buf)
+	if len(secret) < controller.MinWebhookSecret {
+		return nil, fmt.Errorf("--webhook-secret-file %s: the secret has %d bytes; want at "+
+			"least %d (e.g. openssl rand -hex 32 > %s)", o.secretFile, len(secret),
+			controller.MinWebhookSecret, o.secretFile)
+	}
+	return secret, nil
 }
 
 // notifyParts tell people what changes: the live event stream of the
@@ -80,9 +106,14 @@ func (s *server) openNotify() error {
 	if len(f.webhooks) == 0 {
 		return nil
 	}
+	secret, err := f.secret()
+	if err != nil {
+		return err
+	}
 	n.hooks, err = controller.NewWebhooks(controller.WebhooksOptions{
 		DB: s.db, URLs: f.webhooks, Timeout: f.timeout, RetryMax: f.retryMax, MaxAge: f.maxAge,
-		MaxPending: f.maxPending, Now: s.clock.Now, Logger: s.log, Registerer: s.reg,
+		MaxPending: f.maxPending, Secret: secret, Now: s.clock.Now, Logger: s.log,
+		Registerer: s.reg,
 	})
 	if err != nil {
 		return err

@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -72,6 +75,62 @@ func TestServeWebhook(t *testing.T) {
 	eventually(t, 5*time.Second, "sent counted", func() bool {
 		return ts.metric(t, "waystation_notifications_sent_total", "receiver", host) == 2
 	})
+}
+
+func TestServeWebhookSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	good := filepath.Join(dir, "good")
+	os.WriteFile(short, []byte("abc\n"), 0o600)
+	os.WriteFile(good, []byte("0123456789abcdef0123\n"), 0o600)
+	sigs := make(chan string, 4)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		sig := r.Header.Get(controller.SignatureHeader)
+		ts, _, _ := strings.Cut(strings.TrimPrefix(sig, "t="), ",")
+		unix, _ := strconv.ParseInt(ts, 10, 64)
+		if sig != controller.Sign([]byte("0123456789abcdef0123"), time.Unix(unix, 0), body) {
+			t.Errorf("signature %q does not match the body", sig)
+		}
+		sigs <- sig
+	}))
+	defer recv.Close()
+
+	for _, tc := range []struct {
+		file, hooks, want string
+	}{
+		{filepath.Join(dir, "missing"), recv.URL, "no such file"},
+		{short, recv.URL, "at least 16"},
+		{good, "", "needs --webhook"},
+	} {
+		o := serveOptions{data: t.TempDir(), mqttAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0",
+			maxPacketBytes: 64 << 10, timeZone: "UTC"}
+		o.notify.secretFile = tc.file
+		if tc.hooks != "" {
+			o.notify.webhooks = []string{tc.hooks}
+		}
+		s, err := openServer(o, slog.New(slog.DiscardHandler))
+		if err == nil {
+			s.close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.file, err, tc.want)
+		}
+	}
+
+	ts := startServer(t, func(o *serveOptions) {
+		o.notify.webhooks = []string{recv.URL}
+		o.notify.secretFile = good
+	})
+	ts.s.notify.Notify(controller.Notice{Type: "alert.raised", Key: "a1", At: time.Now()})
+	select {
+	case sig := <-sigs:
+		if !strings.Contains(sig, ",v1=") {
+			t.Fatalf("signature %q", sig)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing delivered")
+	}
 }
 
 func TestServeWebhookRefusesBadURL(t *testing.T) {
