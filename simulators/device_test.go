@@ -260,6 +260,9 @@ func TestExpiredCommandIsDroppedWithoutAnswer(t *testing.T) {
 	if got := tms[1].AC.SetpointC; got != before || got == 31 {
 		t.Errorf("setpoint %v after an expired command, want %v", got, before)
 	}
+	if st := d.Stats(); st.Expired != 1 || st.Executed != 1 || st.Repeated != 0 {
+		t.Errorf("stats %+v, want one expired and one carried out", st)
+	}
 }
 
 func TestRefusedCommandsAreAnswered(t *testing.T) {
