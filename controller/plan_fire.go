@@ -113,6 +113,10 @@ func (p *Planner) Tick() {
 			continue
 		}
 		r := p.compute(c, sp, ix, now)
+		if r.Action == ActionNone && r.OutdoorC == nil && len(r.Devices) > 0 && !sp.Off &&
+			now.Before(c.shift.Add(-MinLeadTime)) {
+			continue // no weather yet: wait for the ACs to report while there is time
+		}
 		if !now.Before(c.shift) && r.Action != ActionNone {
 			// First seen after its shift began (the server was down, or
 			// the clock jumped): too late to be worth anything.

@@ -17,7 +17,9 @@ import (
 // Outdoor forecast. The platform has no weather service: the outdoor
 // temperature expected at an hour is the one the station's AC reported at
 // the same hour of the day within the last 36 hours (the warmest report of
-// that hour), else its latest report. Tomorrow is taken to be like today.
+// that hour), else its latest report moved along a typical day's curve
+// (coolest at 05:30, warmest at 14:30, by half the range the station saw
+// over the last day, else 4 °C). Tomorrow is taken to be like today.
 //
 // Lead time. On each run the planner notes the room temperature when the
 // run started and the time the room came within reachBandC of the target;
@@ -282,7 +284,8 @@ func (p *Planner) forecast(station string, t, now time.Time, ix acIndex) (*float
 	}
 	p.mu.Unlock()
 
-	// Else the latest report of the station's ACs.
+	// Else the latest report of the station's ACs, moved along a typical
+	// day's curve from its hour to t's.
 	var best *float64
 	var at time.Time
 	for _, d := range ix[station] {
@@ -295,7 +298,55 @@ func (p *Planner) forecast(station string, t, now time.Time, ix acIndex) (*float
 	if best == nil {
 		return nil, ""
 	}
-	return best, "latest report"
+	if t.Sub(at).Abs() < time.Hour {
+		return best, "latest report"
+	}
+	swing := p.daySwing(station, now)
+	v := *best + swing*(dayShape(t.In(p.o.Location))-dayShape(at.In(p.o.Location)))
+	return &v, fmt.Sprintf("latest report %.1f °C at %s, along a day's ±%.1f °C",
+		*best, at.In(p.o.Location).Format("15:04"), swing)
+}
+
+// Outdoor temperatures follow a day's curve: coolest at dawn, warmest in
+// the afternoon.
+const (
+	coolestHour   = 5.5
+	warmestHour   = 14.5
+	defaultSwingC = 4.0 // half the day's range, until the station's reports show it
+)
+
+// dayShape is where local time t lies on a day's curve, -1 at the coolest
+// hour to +1 at the warmest.
+func dayShape(t time.Time) float64 {
+	h := float64(t.Hour()) + float64(t.Minute())/60
+	if h < coolestHour {
+		h += 24
+	}
+	if h <= warmestHour {
+		return -math.Cos(math.Pi * (h - coolestHour) / (warmestHour - coolestHour))
+	}
+	return math.Cos(math.Pi * (h - warmestHour) / (24 - warmestHour + coolestHour))
+}
+
+// daySwing is half the range of the station's outdoor reports over the
+// last day, when they cover most of its hours; else defaultSwingC.
+func (p *Planner) daySwing(station string, now time.Time) float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.learn[station]
+	if l == nil {
+		return defaultSwingC
+	}
+	lo, hi, n := math.Inf(1), math.Inf(-1), 0
+	for _, s := range l.Hours {
+		if s.Hour != 0 && now.Sub(time.Unix(s.Hour*3600, 0)) <= 24*time.Hour {
+			lo, hi, n = min(lo, s.C), max(hi, s.C), n+1
+		}
+	}
+	if n < 18 {
+		return defaultSwingC
+	}
+	return min(max((hi-lo)/2, 1), 10)
 }
 
 func hoursAgo(now time.Time, hour int64) string {

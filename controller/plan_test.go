@@ -3,6 +3,7 @@ package controller
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -120,6 +121,12 @@ type planRig struct {
 	prom    *prometheus.Registry
 	people  map[string]int
 	peopleM sync.Mutex
+
+	// reporting makes tickUntil report every station at each whole hour,
+	// at the outdoor temperature the rig started with, as ACs keep doing.
+	reporting bool
+	stations  []string
+	outdoorC  float64
 }
 
 // newPlanRig registers stations, each with an AC "<station>-ac" reporting
@@ -128,7 +135,7 @@ func newPlanRig(t *testing.T, start time.Time, stations []string, outdoorC float
 	crews string) *planRig {
 	t.Helper()
 	r := &planRig{t: t, path: filepath.Join(t.TempDir(), "w.db"), clock: &fakeClock{t: start},
-		notes: &planNotes{}, people: map[string]int{}}
+		notes: &planNotes{}, people: map[string]int{}, stations: stations, outdoorC: outdoorC}
 	var err error
 	if r.db, err = devices.OpenDB(r.path, 0); err != nil {
 		t.Fatal(err)
@@ -169,6 +176,15 @@ func newPlanRig(t *testing.T, start time.Time, stations []string, outdoorC float
 	r.clock.Add(48 * time.Hour)
 	r.cmds = &planIssuer{reg: r.reg, now: r.clock.Now}
 	r.open()
+	// A day of hourly reports at outdoorC, the idle rooms 2 °C warmer: the
+	// forecast is flat.
+	now := r.clock.Now()
+	for h := 24; h >= 0; h-- {
+		r.clock.Set(now.Add(-time.Duration(h) * time.Hour))
+		for _, id := range stations {
+			r.report(id, false, outdoorC+2, outdoorC, "")
+		}
+	}
 	return r
 }
 
@@ -224,6 +240,11 @@ func (r *planRig) report(station string, power bool, roomC, outdoorC float64, fa
 func (r *planRig) tickUntil(end time.Time, step time.Duration) {
 	for t := r.clock.Now(); !t.After(end); t = t.Add(step) {
 		r.clock.Set(t)
+		if r.reporting && t.Truncate(time.Hour).Equal(t) {
+			for _, id := range r.stations {
+				r.report(id, false, r.outdoorC+2, r.outdoorC, "")
+			}
+		}
 		r.planner.Tick()
 	}
 }
@@ -272,7 +293,7 @@ func TestPlanDaylightSaving(t *testing.T) {
   - {id: night, time_zone: %s, stations: [st-1], week: {daily: ["00:01", "02:30"]}}
 `, zone)
 				start := time.Date(2025, season.month, season.day-1, 12, 0, 0, 0, loc)
-				r := newPlanRig(t, start, []string{"st-1"}, 33, crews)
+				r := newPlanRig(t, start, []string{"st-1"}, 40, crews)
 				r.tickUntil(time.Date(2025, season.month, season.day+1, 12, 0, 0, 0, loc), time.Minute)
 
 				var want []time.Time
@@ -443,7 +464,8 @@ crews:
 		35, crews)
 	// st-1 has learned: 3 min per degree.
 	r.planner.mu.Lock()
-	r.planner.learn["st-1"] = &stationLearning{CoolMinPerC: 3, CoolRuns: 2, IdleOffsetC: 2, IdleN: 5}
+	l := r.planner.learn["st-1"]
+	l.CoolMinPerC, l.CoolRuns, l.IdleOffsetC, l.IdleN = 3, 2, 2, 5
 	r.planner.mu.Unlock()
 
 	pl, err := r.planner.Plan("2025-07-22", nil)
@@ -473,6 +495,7 @@ crews:
 		t.Fatalf("st-2 05:30: %+v", r2)
 	}
 
+	r.reporting = true
 	r.tickUntil(time.Date(2025, 7, 23, 1, 0, 0, 0, shanghai), 15*time.Second)
 	// The runs of the 22nd (the afternoon of the 21st fired too).
 	of22 := func(list []issued) []issued {
@@ -605,4 +628,41 @@ func TestPlanLearnsRate(t *testing.T) {
 		t.Fatalf("lead times day by day %v: want the default, then about 37 min", leads)
 	}
 	sort.Ints(leads)
+}
+
+// TestPlanForecastAlongTheDay: without a report of the same hour, the
+// latest report moves along a day's curve: warmest at 14:30, coolest at
+// 05:30, by 4 °C either side until the station's reports show its swing.
+func TestPlanForecastAlongTheDay(t *testing.T) {
+	at := func(d, h, m int) time.Time { return time.Date(2025, 7, d, h, m, 0, 0, shanghai) }
+	r := newPlanRig(t, at(22, 5, 30), []string{"st-1"}, 30, `crews: []
+defaults: {rest_min: 45}
+`)
+	// Forget the day of reports: only the latest one stays.
+	r.planner.mu.Lock()
+	r.planner.learn["st-1"] = &stationLearning{}
+	r.planner.mu.Unlock()
+	ix := r.planner.indexACs()
+	for _, tc := range []struct {
+		t    time.Time
+		want float64
+	}{
+		{at(22, 14, 30), 38}, {at(22, 5, 45), 30}, {at(23, 5, 30), 30}, {at(22, 10, 0), 34},
+	} {
+		got, from := r.planner.forecast("st-1", tc.t, at(22, 5, 30), ix)
+		if got == nil || math.Abs(*got-tc.want) > 0.05 {
+			t.Errorf("forecast for %v: %v (%s), want %v", tc.t, got, from, tc.want)
+		}
+	}
+	// A day of reports from 26 to 36 °C: half its range is the swing.
+	r.planner.mu.Lock()
+	l := r.planner.learn["st-1"]
+	for h := range 24 {
+		hour := at(21, 6, 0).Unix()/3600 + int64(h)
+		l.Hours[hour%24] = hourTemp{Hour: hour, C: 26 + 10*float64(h%12)/11}
+	}
+	r.planner.mu.Unlock()
+	if got := r.planner.daySwing("st-1", at(22, 5, 30)); got != 5 {
+		t.Fatalf("swing %v, want 5", got)
+	}
 }

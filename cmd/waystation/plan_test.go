@@ -98,7 +98,10 @@ func TestCrewsAndPlanCLI(t *testing.T) {
 			cool++
 		}
 	}
-	if len(pl.Runs) != 8 || cool != 4 {
+	// Moved along a day's curve from now, the forecast of 35.2 °C stays at
+	// or above 30 °C for the shifts from 11:30 to 17:30 (05:30 depends on
+	// the hour the test runs).
+	if len(pl.Runs) != 8 || cool < 3 {
 		t.Fatalf("plan of %s: %d runs, %d cooling at ys-001\n%s", tomorrow, len(pl.Runs), cool, out)
 	}
 	out, _, err = runClient(as(mon.Token, "plan", "--date", tomorrow, "--station", "ys-001")...)
