@@ -36,9 +36,11 @@ type runRecord struct {
 	StoppedAt time.Time `json:"stopped_at,omitzero"`
 	Commands  []string  `json:"commands,omitempty"`
 	Warned    []string  `json:"warned,omitempty"`
-	// StartRoomC is the first room report after the start; ReachedAt when
-	// the room came within reach of the target.
+	// StartRoomC is the room in the first report of the AC running as
+	// told, at OnAt; ReachedAt when the room came within reach of the
+	// target.
 	StartRoomC   *float64  `json:"start_room_c,omitempty"`
+	OnAt         time.Time `json:"on_at,omitzero"`
 	ReachedAt    time.Time `json:"reached_at,omitzero"`
 	Learned      bool      `json:"learned,omitempty"`
 	LastOutdoorC *float64  `json:"last_outdoor_c,omitempty"`

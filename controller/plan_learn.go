@@ -22,7 +22,8 @@ import (
 // over the last day, else 4 °C). Tomorrow is taken to be like today.
 //
 // Lead time. On each run the planner notes the room temperature when the
-// run started and the time the room came within reachBandC of the target;
+// AC first reports running as told, and the time from then until the room
+// came within reachBandC of the target;
 // minutes per degree of gap is their ratio, averaged over runs
 // (learnWeight on the newest). The lead time is the expected gap at the
 // start times that ratio, plus leadMargin and leadFixedMin, within
@@ -207,10 +208,13 @@ func (p *Planner) Observe(obs Observation) {
 			continue
 		}
 		if rec.StartRoomC == nil {
-			// The first report after the start is where the room began.
+			// The first report of the AC running as told is where the room
+			// began: the command's trip is the platform's, not the room's.
+			if !ac.Power || ac.Mode != rec.Run.Action {
+				continue
+			}
 			v := ac.RoomC
-			rec.StartRoomC = &v
-			rec.dirty = true
+			rec.StartRoomC, rec.OnAt, rec.dirty = &v, obs.At, true
 		}
 		gap := *rec.StartRoomC - rec.Run.TargetC
 		reached := ac.RoomC <= rec.Run.TargetC+reachBandC
@@ -224,7 +228,7 @@ func (p *Planner) Observe(obs Observation) {
 		}
 		rec.Learned, rec.ReachedAt, rec.dirty = true, obs.At, true
 		if gap >= minLearnGapC {
-			mins := obs.At.Sub(rec.StartedAt).Minutes()
+			mins := obs.At.Sub(rec.OnAt).Minutes()
 			l.learnRate(rec.Run.Action, mins/gap)
 			p.log.Debug("learned lead time", "station", st, "run", rec.Run.ID,
 				"minutes", math.Round(mins), "gap_c", round1(gap), "min_per_c", l.minPerC(rec.Run.Action))
