@@ -31,14 +31,18 @@ func FreeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// Start runs bin with args, its output to logFile, and waits up to
-// 30 s for waitAddr to accept connections.
-func Start(name, bin string, args []string, logFile, waitAddr string) (*Process, error) {
+// Start runs bin with args and env added to this process's environment,
+// its output to logFile, and waits up to 30 s for waitAddr to accept
+// connections.
+func Start(name, bin string, args, env []string, logFile, waitAddr string) (*Process, error) {
 	f, err := os.Create(logFile)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
@@ -105,5 +109,6 @@ func StartMosquitto(bin, dir string) (*Process, error) {
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		return nil, err
 	}
-	return Start("mosquitto", bin, []string{"-c", conf}, filepath.Join(dir, "mosquitto.log"), addr)
+	return Start("mosquitto", bin, []string{"-c", conf}, nil, filepath.Join(dir, "mosquitto.log"),
+		addr)
 }
