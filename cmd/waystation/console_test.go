@@ -263,6 +263,9 @@ func TestConsole(t *testing.T) {
 		if !strings.Contains(online, "online") {
 			t.Errorf("AC shown %q, want online", online)
 		}
+		if m := textOf(t, desk, `[data-field="methods"]`); !strings.Contains(m, "nfc") {
+			t.Errorf("door access methods shown as %q", m)
+		}
 		// Its charts draw the AC's history: room and outdoor temperature, power.
 		for _, sel := range []string{
 			`#temp-` + ac + ` path[data-series="Room"]`,
@@ -473,6 +476,14 @@ func TestConsole(t *testing.T) {
 		if !slices.Contains(forms, "/stations/"+mine.ID+"/ac") ||
 			slices.Contains(forms, "/stations/"+mine.ID+"/unlock") {
 			t.Errorf("a monitor's station page has the forms %v", forms)
+		}
+		// Nor may it post the unlock form by hand, with a valid form token.
+		answer := get(t, tab, "unlock by hand", chromedp.Evaluate[string](fmt.Sprintf(`fetch(
+			"/stations/%s/unlock", {method: "POST", body: new URLSearchParams({
+				csrf: document.querySelector("input[name=csrf]").value, device: "%s-lock"})})
+			.then(r => r.text().then(b => r.status + " " + b))`, mine.ID, mine.ID), awaitPromise))
+		if !strings.HasPrefix(answer, "403") || !strings.Contains(answer, "role, monitor, may not") {
+			t.Errorf("a monitor posting the unlock form: %.200q, want 403 for its role", answer)
 		}
 
 		// The API refuses the same, with the token and with the session.

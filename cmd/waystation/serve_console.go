@@ -24,9 +24,9 @@ func (s *server) openConsole(o *controller.APIOptions) error {
 	o.Sessions = s.con.sessions
 	s.con.console, err = console.New(console.Options{
 		Registry: s.devs, Twins: s.twin, Operators: s.ops, Sessions: s.con.sessions,
-		Usage: s.acc.usage, Commands: s.cmds, Planner: s.plan.planner, Alerts: s.al.alerts,
-		History: s.hist.Range, Location: s.loc, Now: s.clock.Now, Logger: s.log,
-		Registerer: s.reg,
+		Usage: s.acc.usage, Rules: s.acc.rules, AllowLists: s.acc.lists, Commands: s.cmds,
+		Planner: s.plan.planner, Alerts: s.al.alerts, History: s.hist.Range,
+		Location: s.loc, Now: s.clock.Now, Logger: s.log, Registerer: s.reg,
 	})
 	return err
 }

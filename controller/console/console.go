@@ -42,6 +42,10 @@ type Options struct {
 	Sessions  *controller.Sessions
 	// Usage, when set, shows visits and occupancy.
 	Usage *controller.Usage
+	// Rules and AllowLists, when set, show a station's door access rules
+	// and whether its terminals hold the current allow-list.
+	Rules      *controller.AccessRules
+	AllowLists *controller.AllowLists
 	// Planner, when set, shows the plan page and stations' runs today.
 	Planner *controller.Planner
 	// Alerts, when set, fills the alerts board and colours the map.

@@ -374,6 +374,8 @@ type stationView struct {
 	Sent      string // id of the command just sent from this page
 	Charts    []chart
 	Runs      []controller.PlannedRun // today's plan
+	Access    *controller.StationRules
+	AllowList *controller.AllowListStatus
 }
 
 func (c *Console) stationPage(rq *request) {
@@ -414,6 +416,15 @@ func (c *Console) stationPage(rq *request) {
 	v.Commands = c.stationCommands(st.ID)
 	v.Charts = c.stationCharts(v.Devices, now)
 	v.Runs = c.stationPlan(st.ID)
+	if c.o.Rules != nil {
+		rules := c.o.Rules.Get(st.ID, st.Org)
+		v.Access = &rules
+	}
+	if c.o.AllowLists != nil {
+		if al, ok := c.o.AllowLists.Status(st.ID); ok {
+			v.AllowList = &al
+		}
+	}
 	flash := ""
 	if id := rq.r.URL.Query().Get("sent"); id != "" {
 		for _, cmd := range v.Commands {
