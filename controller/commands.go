@@ -111,6 +111,9 @@ type CommandsOptions struct {
 	// Retention is how long finished commands stay in the audit log;
 	// default DefaultCommandRetention.
 	Retention time.Duration
+	// Partition, when on, refuses commands to stations this controller
+	// does not own: their devices' answers go to another controller.
+	Partition Partition
 	// Notifier hears of commands sent, answered, expired and without
 	// effect; nil tells no one.
 	Notifier Notifier
@@ -440,6 +443,10 @@ func (c *Commands) Check(req CommandRequest) (devices.Device, error) {
 	if err != nil {
 		return devices.Device{}, fmt.Errorf("device %q: %w", req.Device, err)
 	}
+	if err := c.o.Partition.Check(d.Station); err != nil {
+		return d, fmt.Errorf("%w: device %s at station %s: %v", ErrInvalidCommand, d.ID, d.Station,
+			err)
+	}
 	if !slices.Contains(schemas.CommandNames, req.Name) {
 		return d, fmt.Errorf("%w: unknown command %q (want one of %s)", ErrInvalidCommand,
 			req.Name, strings.Join(schemas.CommandNames, ", "))
@@ -515,7 +522,11 @@ func (c *Commands) Issue(req CommandRequest) (CommandRecord, error) {
 	select {
 	case err = <-done:
 	case <-c.stopped:
-		err = ErrCommandsStopped
+		select {
+		case err = <-done: // written by the last flush
+		default:
+			err = ErrCommandsStopped
+		}
 	}
 	if err != nil {
 		c.mu.Lock()

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/waystation/waystation/devices"
 	"github.com/waystation/waystation/schemas"
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 // benchACs is how many simulated ACs the command benchmark drives.

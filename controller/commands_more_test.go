@@ -1,8 +1,10 @@
 package controller
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +89,31 @@ func TestCommandRetention(t *testing.T) {
 		if _, err := r.cmds().Get(id); err != nil {
 			t.Errorf("%s dropped: %v", id, err)
 		}
+	}
+}
+
+// A controller that owns part of the stations refuses commands to the
+// others: their answers would reach another controller.
+func TestCommandOutsideThePartition(t *testing.T) {
+	part := Partition{Index: 1, Count: 2}
+	r := newCmdRig(t, func(o *CommandsOptions) { o.Partition = part })
+	var mine, other string
+	for _, d := range cmdRigDevices {
+		if part.Owns(d.Station) {
+			mine = d.ID
+		} else {
+			other = d.ID
+		}
+	}
+	if mine == "" || other == "" {
+		t.Fatal("the rig's stations all fall in one partition")
+	}
+	if _, err := r.cmds().IssueCommand(CommandRequest{Device: other, Name: schemas.CmdPing,
+		Issuer: "x"}); !errors.Is(err, ErrInvalidCommand) || !strings.Contains(err.Error(), "partition") {
+		t.Fatalf("other partition: %v", err)
+	}
+	if _, err := r.cmds().IssueCommand(CommandRequest{Device: mine, Name: schemas.CmdPing,
+		Issuer: "x"}); err != nil {
+		t.Fatalf("own partition: %v", err)
 	}
 }

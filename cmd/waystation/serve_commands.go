@@ -55,9 +55,9 @@ func (s *server) openCommands() error {
 	s.cmds, err = controller.NewCommands(controller.CommandsOptions{
 		DB: s.db, Bus: s.bus(), Registry: s.devs, Twins: s.twin,
 		DefaultTTL: s.o.commands.ttl, RetryEvery: s.o.commands.retry,
-		EffectWithin: s.o.commands.effectWithin,
-		Retention:    time.Duration(s.o.commands.retentionDays) * 24 * time.Hour,
-		Notifier:     s.notify, Now: s.clock.Now, Logger: s.log, Registerer: s.reg,
+		EffectWithin: s.o.commands.effectWithin, Partition: s.o.ext.part,
+		Retention: time.Duration(s.o.commands.retentionDays) * 24 * time.Hour,
+		Notifier:  s.notify, Now: s.clock.Now, Logger: s.log, Registerer: s.reg,
 	})
 	if err != nil {
 		return err
