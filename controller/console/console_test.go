@@ -24,6 +24,7 @@ import (
 
 // rig is a console and the API on one test server, over a real bbolt file.
 type rig struct {
+	alerts   *controller.Alerts
 	db       *bolt.DB
 	reg      *devices.Registry
 	ops      *controller.Operators
@@ -56,9 +57,13 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	loc, _ := time.LoadLocation("Asia/Shanghai")
+	if r.alerts, err = controller.NewAlerts(controller.AlertOptions{DB: db, Registry: r.reg,
+		Twins: twins, Location: loc, Now: clock}); err != nil {
+		t.Fatal(err)
+	}
 	prom := prometheus.NewRegistry()
 	r.con, err = New(Options{Registry: r.reg, Twins: twins, Operators: r.ops, Sessions: r.sessions,
-		Location: loc, Now: clock, Registerer: prom})
+		Alerts: r.alerts, Location: loc, Now: clock, Registerer: prom})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,9 +87,14 @@ func newRig(t *testing.T) *rig {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := r.reg.AddDevice(devices.Device{ID: "ys-001-ac", Station: "ys-001",
-		Kind: schemas.KindAC}); err != nil {
-		t.Fatal(err)
+	for _, d := range []devices.Device{
+		{ID: "ys-001-ac", Station: "ys-001", Kind: schemas.KindAC},
+		{ID: "ys-001-aed", Station: "ys-001", Kind: schemas.KindAED},
+		{ID: "ys-002-aed", Station: "ys-002", Kind: schemas.KindAED},
+	} {
+		if _, _, err := r.reg.AddDevice(d); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return r
 }
@@ -385,5 +395,124 @@ func TestDrawChart(t *testing.T) {
 	}
 	if e := drawChart("e", "x", "W", from, to, loc, nil); !e.Empty {
 		t.Errorf("a chart of nothing: %+v", e)
+	}
+}
+
+// openCabinet has an AED report its cabinet opened, and returns the alert.
+func (r *rig) openCabinet(t *testing.T, device string) controller.Alert {
+	t.Helper()
+	d, err := r.reg.Device(device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.alerts.Observe(controller.Observation{Device: d, Channel: schemas.ChannelEvent, At: r.now,
+		Event: &schemas.Event{Type: schemas.EventCabinetOpened}})
+	list := r.alerts.List(controller.AlertFilter{Device: device, Rule: controller.RuleAEDOpened})
+	if len(list) != 1 {
+		t.Fatalf("alerts of %s: %+v", device, list)
+	}
+	return list[0]
+}
+
+func TestAlertActions(t *testing.T) {
+	r := newRig(t)
+	mine, other := r.openCabinet(t, "ys-001-aed"), r.openCabinet(t, "ys-002-aed")
+	b := r.browser(t)
+	b.signIn(r.operator(t, "union-desk", controller.RoleMonitor, "county-union"))
+
+	// The board lists only the monitor's alerts, critical, with its forms.
+	_, page := b.do("GET", "/", nil)
+	if !strings.Contains(page, `data-alert="`+mine.ID+`"`) ||
+		strings.Contains(page, `data-alert="`+other.ID+`"`) {
+		t.Fatalf("the monitor's board:\n%s", page)
+	}
+	if !strings.Contains(page, `action="/alerts/`+mine.ID+`/ack"`) {
+		t.Fatalf("no acknowledge form on the board:\n%s", page)
+	}
+	csrf := csrfOf(t, page)
+	_, fragment := b.do("GET", "/alerts/board", nil)
+	if !strings.Contains(fragment, `data-alert="`+mine.ID+`"`) || strings.Contains(fragment, "<html") {
+		t.Fatalf("the board fragment:\n%s", fragment)
+	}
+
+	// Another organisation's alert is refused; a form without the token too.
+	resp, _ := b.do("POST", "/alerts/"+other.ID+"/ack", url.Values{"csrf": {csrf}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("acknowledge another organisation's alert: %d", resp.StatusCode)
+	}
+	resp, _ = b.do("POST", "/alerts/"+mine.ID+"/ack", url.Values{"note": {"x"}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("acknowledge without the form token: %d", resp.StatusCode)
+	}
+	if a, _ := r.alerts.Get(mine.ID); a.State != controller.AlertFiring {
+		t.Fatalf("refused forms changed the alert: %+v", a)
+	}
+
+	// Acknowledged with a note, the page returns to the board.
+	resp, _ = b.do("POST", "/alerts/"+mine.ID+"/ack", url.Values{"csrf": {csrf},
+		"note": {" on my way "}, "back": {"/"}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/#alert-"+mine.ID {
+		t.Fatalf("acknowledge: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if a, _ := r.alerts.Get(mine.ID); a.State != controller.AlertAcknowledged ||
+		a.AckedBy != "union-desk" || a.AckNote != "on my way" {
+		t.Fatalf("after acknowledging: %+v", a)
+	}
+	resp, page = b.do("POST", "/alerts/"+mine.ID+"/ack", url.Values{"csrf": {csrf}})
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(page, "already acknowledged") {
+		t.Errorf("acknowledge twice: %d", resp.StatusCode)
+	}
+
+	// Silence a station of its own for an hour; not another's.
+	resp, _ = b.do("POST", "/silences", url.Values{"csrf": {csrf}, "station": {"ys-002"},
+		"for": {"1h"}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("silence another organisation's station: %d", resp.StatusCode)
+	}
+	resp, _ = b.do("POST", "/silences", url.Values{"csrf": {csrf}, "station": {"ys-001"},
+		"for": {"1h"}, "reason": {"technician at work"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("silence: %d", resp.StatusCode)
+	}
+	sil := r.alerts.Silences(nil)
+	if len(sil) != 1 || sil[0].Station != "ys-001" || sil[0].CreatedBy != "union-desk" ||
+		!sil[0].Expires.Equal(r.now.Add(time.Hour)) {
+		t.Fatalf("silences %+v", sil)
+	}
+
+	// Resolved, it leaves the board.
+	resp, _ = b.do("POST", "/alerts/"+mine.ID+"/resolve", url.Values{"csrf": {csrf}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("resolve: %d", resp.StatusCode)
+	}
+	if _, page = b.do("GET", "/", nil); strings.Contains(page, `data-alert="`+mine.ID+`"`) {
+		t.Errorf("a resolved alert stays on the board")
+	}
+
+	// A scheduler may read but not acknowledge: no forms, and a 403.
+	s := r.browser(t)
+	s.signIn(r.operator(t, "planner", controller.RoleScheduler, "*"))
+	_, page = s.do("GET", "/", nil)
+	if !strings.Contains(page, `data-alert="`+other.ID+`"`) || strings.Contains(page, "/ack\"") {
+		t.Fatalf("the scheduler's board:\n%s", page)
+	}
+	resp, page = s.do("POST", "/alerts/"+other.ID+"/ack", url.Values{"csrf": {csrfOf(t, page)}})
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "scheduler") {
+		t.Errorf("a scheduler acknowledging: %d", resp.StatusCode)
+	}
+
+	// The admin's map marks the station of the open critical alert with
+	// its shape and mark, not colour alone.
+	a := r.browser(t)
+	a.signIn(r.operator(t, "chief", controller.RoleAdmin, "*"))
+	_, page = a.do("GET", "/map", nil)
+	i := strings.Index(page, `data-station="ys-002"`)
+	if i < 0 || !strings.Contains(page[i-80:i], "dot critical") ||
+		!strings.Contains(page[i:i+900], "rotate(45") || !strings.Contains(page[i:i+900], "002 !!!") {
+		t.Errorf("the map's ys-002:\n%s", page[max(i-80, 0):min(i+900, len(page))])
+	}
+	_, page = a.do("GET", "/list?problem=aed.cabinet_opened", nil)
+	if !strings.Contains(page, "ys-002") || strings.Contains(page, ">ys-001<") {
+		t.Errorf("the list filtered by problem:\n%s", page)
 	}
 }
