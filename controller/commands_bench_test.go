@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,6 +94,7 @@ func benchCommands(b *testing.B, r *cmdRig, acks *ackTimes, rate int) {
 	var errMu sync.Mutex
 	var firstErr error
 
+	cpuBefore := cpuTime(b)
 	b.ResetTimer()
 	start := time.Now()
 	for n := range b.N {
@@ -127,6 +129,7 @@ func benchCommands(b *testing.B, r *cmdRig, acks *ackTimes, rate int) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
+	cpu := cpuTime(b) - cpuBefore
 
 	acks.mu.Lock()
 	defer acks.mu.Unlock()
@@ -146,6 +149,19 @@ func benchCommands(b *testing.B, r *cmdRig, acks *ackTimes, rate int) {
 	report(rt, "rt")
 	report(e2e, "e2e")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "cmd/s")
+	// The whole process's CPU per command: the platform's part and the
+	// responders' (paho on both ends of each message), so what a command
+	// costs when CPU is scarce.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/cmd")
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchResponder connects a paho client as an AC that answers every
