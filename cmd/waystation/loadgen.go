@@ -162,6 +162,7 @@ func (o *loadgenOptions) run(ctx context.Context, out, logw io.Writer) (err erro
 			return err
 		}
 	}
+	defer http.DefaultClient.CloseIdleConnections()
 	say := func(format string, args ...any) {
 		fmt.Fprintf(logw, "loadgen: "+format+"\n", args...)
 	}
