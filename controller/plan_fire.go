@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -221,7 +222,7 @@ func (p *Planner) start(rec *runRecord, now time.Time, ix acIndex) {
 		p.log.Error("write run ledger", "run", r.ID, "err", err)
 	}
 	ttl := max(r.Shift.Sub(now), time.Minute)
-	sent := 0
+	sent, stopping := 0, false
 	for _, dev := range r.Devices {
 		id, err := p.o.Commands.IssueCommand(CommandRequest{
 			Device: dev, Name: schemas.CmdACSet,
@@ -230,6 +231,10 @@ func (p *Planner) start(rec *runRecord, now time.Time, ix acIndex) {
 			Reason: fmt.Sprintf("%s to %g °C for the shift at %s", r.Action, r.TargetC,
 				r.Shift.Format("15:04 -07:00")),
 		})
+		if errors.Is(err, ErrCommandsStopped) {
+			stopping = true
+			break
+		}
 		if err != nil {
 			p.log.Warn("planned run: start command refused", "run", r.ID, "device", dev, "err", err)
 			continue
@@ -238,6 +243,17 @@ func (p *Planner) start(rec *runRecord, now time.Time, ix acIndex) {
 		p.mu.Lock()
 		rec.Commands = append(rec.Commands, id)
 		p.mu.Unlock()
+	}
+	if sent == 0 && stopping {
+		// The server is shutting down: the run is still to do, late, at
+		// the next start.
+		p.mu.Lock()
+		rec.State, rec.StartedAt = RunPlanned, time.Time{}
+		p.mu.Unlock()
+		if err := p.write(rec); err != nil {
+			p.log.Error("write run ledger", "run", r.ID, "err", err)
+		}
+		return
 	}
 	if sent == 0 {
 		p.setState(rec, RunFailed, OutcomeFailed)

@@ -30,6 +30,7 @@ type planIssuer struct {
 	mu   sync.Mutex
 	sent []issued
 	n    int
+	fail error // returned instead of sending, when set
 }
 
 // issued is one recorded command.
@@ -46,6 +47,10 @@ func (c *planIssuer) IssueCommand(req CommandRequest) (string, error) {
 	}
 	cmd := schemas.Command{Name: req.Name, Args: req.Args}
 	c.mu.Lock()
+	if c.fail != nil {
+		c.mu.Unlock()
+		return "", c.fail
+	}
 	c.n++
 	cmd.ID = fmt.Sprintf("cmd-%d", c.n)
 	at := c.now()
@@ -664,5 +669,33 @@ defaults: {rest_min: 45}
 	r.planner.mu.Unlock()
 	if got := r.planner.daySwing("st-1", at(22, 5, 30)); got != 5 {
 		t.Fatalf("swing %v, want 5", got)
+	}
+}
+
+// TestPlanShutdownKeepsRun: a run whose start meets a command sender that
+// is shutting down is not lost: the next start of the server starts it,
+// late, once.
+func TestPlanShutdownKeepsRun(t *testing.T) {
+	at := func(h, m int) time.Time { return time.Date(2025, 7, 22, h, m, 0, 0, shanghai) }
+	r := newPlanRig(t, at(4, 0), []string{"st-1"}, 34, `crews:
+  - {id: a, time_zone: Asia/Shanghai, stations: [st-1], week: {daily: ["05:30"]}}
+`)
+	r.cmds.fail = ErrCommandsStopped
+	r.tickUntil(at(5, 0), time.Minute)
+	pl, _ := r.planner.Plan("2025-07-22", nil)
+	if pl.Runs[0].State != RunPlanned || r.outcome(OutcomeFailed) != 0 {
+		t.Fatalf("run after a start during shutdown: %+v", pl.Runs[0])
+	}
+	r.cmds.mu.Lock()
+	r.cmds.fail = nil
+	r.cmds.mu.Unlock()
+	r.restart()
+	r.clock.Set(at(5, 5))
+	r.tickUntil(at(5, 10), time.Minute)
+	if got := byRun(r.cmds.commands(true)); got[runID("st-1", at(5, 30))] != 1 || len(got) != 1 {
+		t.Fatalf("starts after the restart: %v", got)
+	}
+	if r.outcome(OutcomeStartedLate) != 1 {
+		t.Fatalf("started_late = %v", r.outcome(OutcomeStartedLate))
 	}
 }
