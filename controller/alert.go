@@ -245,7 +245,12 @@ type Alerts struct {
 	dirty    map[string]struct{} // alert ids to write
 	pending  []pendingNotice     // to send once written
 	offline  map[string]offlineHold
-	states   map[string]*deviceState // rule windows, by device
+	held     atomic.Int64 // len(offline), read without the lock
+	// keys holds the key of every alert kept, read without the lock.
+	keys sync.Map
+
+	stMu   sync.Mutex              // guards states; never held with mu
+	states map[string]*deviceState // rule windows, by device
 
 	wake    chan struct{}
 	flushMu sync.Mutex
@@ -331,6 +336,7 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 			if cur, ok := e.byKey[a.key()]; !ok || alertNewer(a, cur) {
 				e.byKey[a.key()] = a
 			}
+			e.keys.Store(a.key(), struct{}{})
 			return nil
 		}); err != nil {
 			return err
@@ -740,6 +746,7 @@ func (e *Alerts) apply(s signal, at time.Time) (*Alert, bool) {
 	e.silence(a)
 	e.alerts[a.ID] = a
 	e.byKey[key] = a
+	e.keys.Store(key, struct{}{})
 	e.notify(NoticeAlertRaised, a, at)
 	return a, true
 }
@@ -869,6 +876,7 @@ func (e *Alerts) Sweep() {
 			delete(e.alerts, a.ID)
 			if e.byKey[a.key()] == a {
 				delete(e.byKey, a.key())
+				e.keys.Delete(a.key())
 			}
 			e.dirty[a.ID] = struct{}{}
 		}

@@ -46,6 +46,7 @@ func (e *Alerts) deviceOffline(id, station string, at time.Time, how string) {
 		due = g
 	}
 	e.offline[id] = offlineHold{station: station, since: at, due: due, how: how}
+	e.held.Store(int64(len(e.offline)))
 	e.kick()
 }
 
@@ -68,11 +69,12 @@ func (e *Alerts) stationDevices(station string) int {
 	return n
 }
 
-// deviceBack handles a sign of life of d. e.mu must be held.
-func (e *Alerts) deviceBack(d devices.Device, at time.Time) {
-	delete(e.offline, d.ID)
-	e.apply(signal{station: d.Station, device: d.ID, rule: RuleOffline}, at)
-	e.apply(signal{station: d.Station, rule: RuleStationDown}, at)
+// unhold drops the hold of a device. e.mu must be held.
+func (e *Alerts) unhold(id string) {
+	if _, ok := e.offline[id]; ok {
+		delete(e.offline, id)
+		e.held.Store(int64(len(e.offline)))
+	}
 }
 
 // sweepOffline raises the alerts of held devices that are due, folding
@@ -175,7 +177,7 @@ func (e *Alerts) sweepOffline(now time.Time) {
 // alert when parent is set. e.mu must be held.
 func (e *Alerts) raiseOffline(id, station string, parent string, now time.Time) {
 	h := e.offline[id]
-	delete(e.offline, id)
+	e.unhold(id)
 	why := "it left its last will"
 	if h.how == "silence" {
 		why = "it stopped reporting"

@@ -181,3 +181,21 @@ func TestAlertRestartRaisesNoStorm(t *testing.T) {
 		t.Fatalf("raised after the restart: %+v", raised)
 	}
 }
+
+// TestAlertGraceAgain: Grace (the broker connection came back) holds
+// offline alerts for another grace period.
+func TestAlertGraceAgain(t *testing.T) {
+	r := newAlertRig(t, alertRigOptions{})
+	r.clock.Add(time.Hour)
+	ac := r.connect(t, "ys-solo-ac")
+	r.settle(t)
+	r.alerts.Grace()
+	ac.cut()
+	r.offline(t, "ys-solo-ac")
+	r.clock.Add(time.Minute)
+	r.alerts.Sweep()
+	r.none(t, "ys-solo", "ys-solo-ac", RuleOffline)
+	r.clock.Add(DefaultAlertGrace)
+	r.alerts.Sweep()
+	r.alert(t, "ys-solo", "ys-solo-ac", RuleOffline)
+}

@@ -152,26 +152,24 @@ const (
 type action func()
 
 // Observe runs the rules on one valid message. Give it to Ingest.Observe.
+//
+// The rules are judged under the rules' own lock; the alerts' lock is
+// taken only when something is to change: a problem shows, or a problem
+// that has an alert (or a held offline device) may have cleared. Most
+// messages say all is well and take no lock but the rules'.
 func (e *Alerts) Observe(obs Observation) {
 	d := obs.Device
 	st := e.stationName(d.Station)
-	e.mu.Lock()
-	var acts []action
-	if obs.Channel == schemas.ChannelStatus {
-		switch {
-		case obs.Presence == devices.PresenceOffline:
-			e.deviceOffline(d.ID, d.Station, obs.At, "will")
-		case obs.Presence == devices.PresenceOnline && !obs.Retained:
-			e.deviceBack(d, obs.At)
-		case obs.Presence == devices.PresenceOnline:
-			// A retained online status from a connection the twin had not
-			// seen: the device came back while the controller was away.
-			e.deviceBack(d, obs.At)
-		}
-	} else {
-		e.deviceBack(d, obs.At)
+	offline := obs.Channel == schemas.ChannelStatus && obs.Presence == devices.PresenceOffline
+	back := !offline && (obs.Channel != schemas.ChannelStatus || obs.Presence == devices.PresenceOnline)
+	sigs := make([]signal, 0, 8)
+	if back {
+		// Any valid message but a will is a sign of life (a retained online
+		// status only from a connection the twin had not seen).
+		sigs = append(sigs, signal{station: d.Station, device: d.ID, rule: RuleOffline},
+			signal{station: d.Station, rule: RuleStationDown})
 	}
-	var sigs []signal
+	e.stMu.Lock()
 	if !obs.Retained {
 		sigs = e.clockSignals(obs, sigs)
 	}
@@ -180,6 +178,28 @@ func (e *Alerts) Observe(obs Observation) {
 		sigs = e.telemetrySignals(d, st, obs.Telem, obs.At, sigs)
 	case obs.Event != nil:
 		sigs = e.eventSignals(d, st, obs.Event, sigs)
+	}
+	e.stMu.Unlock()
+
+	need := offline || (back && e.held.Load() > 0)
+	for i := range sigs {
+		if need {
+			break
+		}
+		_, known := e.keys.Load(alertKey(sigs[i].station, sigs[i].device, sigs[i].rule,
+			sigs[i].subject))
+		need = sigs[i].active || known
+	}
+	if !need {
+		return
+	}
+	var acts []action
+	e.mu.Lock()
+	switch {
+	case offline:
+		e.deviceOffline(d.ID, d.Station, obs.At, "will")
+	case back:
+		e.unhold(d.ID)
 	}
 	for _, s := range sigs {
 		a, raised := e.apply(s, obs.At)
@@ -514,16 +534,22 @@ func (e *Alerts) sweepRules(now time.Time) {
 		names[id] = e.stationName(id)
 		return names[id]
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	var held []signal
+	e.stMu.Lock()
 	for id, ds := range e.states {
 		if ds.doorOpenSince.IsZero() {
 			continue
 		}
 		d := devices.Device{ID: id, Station: ds.station, Kind: schemas.KindLock}
 		if s := e.doorHeldSignal(d, name(ds.station), ds, now); s.active {
-			e.apply(s, now)
+			held = append(held, s)
 		}
+	}
+	e.stMu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range held {
+		e.apply(s, now)
 	}
 	if e.o.AllowLists == nil {
 		return

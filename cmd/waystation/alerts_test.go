@@ -98,3 +98,54 @@ func TestServeRefusesBadAlertFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestAlertOverheatSwitchesSlotOff: in the whole server, a charger slot at
+// 65 °C raises a critical alert and the platform switches the slot off
+// through the command log: the cabinet receives charger.slot, and the
+// command is listed with the rule as its issuer.
+func TestAlertOverheatSwitchesSlotOff(t *testing.T) {
+	ts := startServer(t, nil)
+	secret := ts.register(t, "ys-001", "ys-001-chg", schemas.KindCharger)
+	d, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-chg", secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := make(chan []byte, 8)
+	tok := d.c.Subscribe(schemas.DeviceTopic("ys-001", "ys-001-chg", schemas.ChannelCmd), 1,
+		func(_ mqttClient, m mqttMessage) { cmds <- m.Payload() })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	d.publish(t, schemas.ChannelStatus, true, `{"online":true,"kind":"charger","conn":"c1"}`)
+	d.publish(t, schemas.ChannelTelemetry, false, `{"slots":[{"slot":1,"state":"full","temp_c":30},`+
+		`{"slot":2,"state":"charging","temp_c":65}],"smoke":false,"mains":true}`)
+
+	select {
+	case p := <-cmds:
+		cmd, err := schemas.DecodeCommand(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slot, _ := cmd.ArgInt("slot")
+		on, _ := cmd.ArgBool("on")
+		if cmd.Name != schemas.CmdChargerSlot || slot != 2 || on {
+			t.Fatalf("command %+v", cmd)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cabinet got no command")
+	}
+	var recs []controller.CommandRecord
+	if code := ts.api(t, "GET", "/api/v1/commands?device=ys-001-chg", nil, &recs); code != 200 ||
+		len(recs) != 1 || recs[0].Issuer != "rule:"+controller.RuleSlotOverheat ||
+		!strings.Contains(recs[0].Reason, "65.0 °C") {
+		t.Fatalf("command log: %d %+v", code, recs)
+	}
+	var alerts []controller.Alert
+	ts.api(t, "GET", "/api/v1/alerts?severity=critical", nil, &alerts)
+	if len(alerts) != 1 || alerts[0].Rule != controller.RuleSlotOverheat || alerts[0].Subject != "2" {
+		t.Fatalf("alerts %+v", alerts)
+	}
+	if got := ts.metric(t, "waystation_alert_commands_total", "result", "ok"); got != 1 {
+		t.Fatalf("commands counted %v", got)
+	}
+}

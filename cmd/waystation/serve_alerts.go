@@ -81,7 +81,31 @@ func (s *server) openAlerts() error {
 // apiOptions gives the API the alerts.
 func (a *alertParts) apiOptions(o *controller.APIOptions) { o.Alerts = a.alerts }
 
-// runAlerts starts the alerts' loop in g until ctx ends.
+// runAlerts starts the alerts' loop in g until ctx ends. On an external
+// broker, each reconnection starts the alerts' grace period again: the
+// devices reconnect too, and their wills and silences meanwhile page
+// nobody unless they stay away.
 func (s *server) runAlerts(ctx context.Context, g *errgroup.Group) {
 	g.Go(func() error { return s.al.alerts.Run(ctx) })
+	if s.ext == nil {
+		return
+	}
+	g.Go(func() error {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		was := s.ext.Connected()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+			now := s.ext.Connected()
+			if now && !was {
+				s.log.Info("broker connection back: alert grace period restarted")
+				s.al.alerts.Grace()
+			}
+			was = now
+		}
+	})
 }
