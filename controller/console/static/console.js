@@ -95,6 +95,10 @@
     if (!document.hidden) { setTimeout(stopFlash, 4000); }
   });
   board.addEventListener("focusin", stopFlash);
+  // So does touching it.
+  ["click", "keydown", "touchstart"].forEach(function (ev) {
+    document.addEventListener(ev, function () { if (flashTimer) { stopFlash(); } });
+  });
 
   function alarm(fresh) {
     var n = Number(document.body.getAttribute("data-alarms") || "0") + 1;
