@@ -52,7 +52,11 @@ func TestLoadgenEndToEnd(t *testing.T) {
 	suites := map[string]int{}
 	for _, r := range rows {
 		suites[r.Suite]++
-		if r.Waystation <= 0 || r.Mosquitto <= 0 || r.Ratio <= 0 {
+		// Mosquitto may use less CPU than /proc counts (10 ms) in so
+		// small a fleet.
+		cpuRow := strings.HasPrefix(r.Measure, "CPU")
+		if r.Waystation <= 0 || r.Mosquitto < 0 || (r.Mosquitto == 0 && !cpuRow) ||
+			(r.Ratio <= 0 && !cpuRow) {
 			t.Errorf("%s %s: waystation %v, mosquitto %v, ratio %v", r.Suite, r.Measure,
 				r.Waystation, r.Mosquitto, r.Ratio)
 		}
