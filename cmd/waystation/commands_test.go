@@ -62,11 +62,20 @@ func TestACSetAndCommandsLog(t *testing.T) {
 	}
 
 	// A door terminal that never answers: --wait says so and fails.
-	out, err = cli("lock", "unlock", "ys-001-lock", "--seconds", "5", "--wait", "300ms")
+	out, err = cli("lock", "unlock", "ys-001-lock", "--seconds", "5", "--wait", "300ms",
+		"--expires", "1s")
 	if err == nil || !strings.Contains(err.Error(), "lock.unlock") ||
 		!strings.Contains(out, "pending") {
 		t.Errorf("unanswered unlock: %v\n%s", err, out)
 	}
+	// It expires on the server's clock and shows so.
+	eventually(t, 5*time.Second, "the unlock expired", func() bool {
+		out, err := cli("commands", "list", "--device", "ys-001-lock", "--state", "expired",
+			"-o", "json")
+		var l []controller.CommandRecord
+		return err == nil && json.Unmarshal([]byte(out), &l) == nil && len(l) == 1 &&
+			l[0].Attempts == 0
+	})
 
 	// Refused before anything is sent.
 	for _, c := range []struct {
