@@ -18,6 +18,7 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/waystation/waystation/controller"
 	"github.com/waystation/waystation/devices"
@@ -205,6 +206,21 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("signed in as %q", who)
 		}
 		b.screenshot(t, desk, "alerts-board")
+
+		// From the keyboard: the first Tab reaches the skip link, Enter
+		// moves on to the page's content, the next Tab to its first control.
+		run(t, desk, 15*time.Second, "keyboard",
+			chromedp.Navigate(ts.url+"/list"),
+			chromedp.WaitVisible(chromedp.CSS("table.stations")),
+			chromedp.KeyEvent(kb.Tab),
+		)
+		if f := get(t, desk, "focus", chromedp.Evaluate[string](`document.activeElement.textContent`)); f != "Skip to content" {
+			t.Errorf("the first Tab focuses %q", f)
+		}
+		run(t, desk, 15*time.Second, "skip", chromedp.KeyEvent(kb.Enter), chromedp.KeyEvent(kb.Tab))
+		if f := get(t, desk, "focus", chromedp.Evaluate[string](`document.activeElement.name`)); f != "problem" {
+			t.Errorf("after skipping, Tab focuses %q, want the first filter", f)
+		}
 	})
 
 	t.Run("map shows every demo station", func(t *testing.T) {
