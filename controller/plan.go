@@ -45,6 +45,7 @@ const (
 	RunMissed    = "missed"     // the shift began before the run could start
 	RunFailed    = "failed"     // no AC took the start command
 	RunCancelled = "cancelled"  // its crew no longer changes shift then
+	RunUnplanned = "unplanned"  // its shift passed before it was fixed (timetable imported later)
 )
 
 // Outcomes counted in waystation_schedule_runs_total.
@@ -241,6 +242,12 @@ func (p *Planner) Plan(date string, keep func(station string) bool) (Plan, error
 		p.mu.Unlock()
 		if !fixed {
 			r = p.compute(c, pol.For(c.station), ix, now)
+			if !now.Before(c.shift) {
+				// Never fixed: its timetable came later, or the server was
+				// away through it.
+				r.State = RunUnplanned
+				r.Start, r.Stop = time.Time{}, time.Time{}
+			}
 		}
 		out.Runs = append(out.Runs, r)
 	}

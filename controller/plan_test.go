@@ -699,3 +699,27 @@ func TestPlanShutdownKeepsRun(t *testing.T) {
 		t.Fatalf("started_late = %v", r.outcome(OutcomeStartedLate))
 	}
 }
+
+// TestPlanUnplannedBeforeImport: a shift that passed before its timetable
+// was imported is shown as unplanned, and is neither missed nor fired.
+func TestPlanUnplannedBeforeImport(t *testing.T) {
+	at := func(h, m int) time.Time { return time.Date(2025, 7, 22, h, m, 0, 0, shanghai) }
+	r := newPlanRig(t, at(12, 0), []string{"st-1"}, 34, "crews: []\ndefaults: {rest_min: 45}\n")
+	tt, err := ParseTimetable("", []byte(`crews:
+  - {id: late, time_zone: Asia/Shanghai, stations: [st-1], week: {daily: ["11:50", "14:00"]}}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.crews.Import(tt); err != nil {
+		t.Fatal(err)
+	}
+	r.tickUntil(at(12, 10), time.Minute)
+	pl, _ := r.planner.Plan("2025-07-22", nil)
+	if len(pl.Runs) != 2 || pl.Runs[0].State != RunUnplanned || pl.Runs[1].State != RunPlanned {
+		t.Fatalf("plan: %+v", pl.Runs)
+	}
+	if len(r.cmds.commands(true)) != 0 || r.outcome(OutcomeMissed) != 0 {
+		t.Fatal("a shift before the import was fired or missed")
+	}
+}
