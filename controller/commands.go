@@ -280,16 +280,24 @@ func NewCommands(o CommandsOptions) (*Commands, error) {
 		wake:     make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
 	}
+	c.metrics()
 	if err := c.load(); err != nil {
 		return nil, err
 	}
-	if err := c.metrics(o.Registerer); err != nil {
-		return nil, err
+	if reg := o.Registerer; reg != nil {
+		for _, col := range []prometheus.Collector{c.outcomes, c.roundTrip, c.effects, c.openGauge,
+			c.writeErrs} {
+			if err := reg.Register(col); err != nil {
+				return nil, fmt.Errorf("register command metrics: %w", err)
+			}
+		}
 	}
 	return c, nil
 }
 
-func (c *Commands) metrics(reg prometheus.Registerer) error {
+// metrics builds the metrics, before load, which may count superseded
+// effect checks.
+func (c *Commands) metrics() {
 	c.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "waystation_commands_total",
 		Help: "Commands by name and outcome: acknowledged, failed, expired, or refused " +
@@ -329,16 +337,6 @@ func (c *Commands) metrics(reg prometheus.Registerer) error {
 		EffectSuperseded} {
 		c.effects.WithLabelValues(e)
 	}
-	if reg == nil {
-		return nil
-	}
-	for _, col := range []prometheus.Collector{c.outcomes, c.roundTrip, c.effects, c.openGauge,
-		c.writeErrs} {
-		if err := reg.Register(col); err != nil {
-			return fmt.Errorf("register command metrics: %w", err)
-		}
-	}
-	return nil
 }
 
 // load reads the unfinished commands and the highest sequence number.
