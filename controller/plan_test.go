@@ -723,3 +723,29 @@ func TestPlanUnplannedBeforeImport(t *testing.T) {
 		t.Fatal("a shift before the import was fired or missed")
 	}
 }
+
+// TestPlanWarnsTooWeak: a run that stopped before its room reached the
+// target teaches that the station is too weak at that heat; the next run
+// at that outdoor temperature or hotter is warned about before its shift.
+func TestPlanWarnsTooWeak(t *testing.T) {
+	at := func(d, h, m int) time.Time { return time.Date(2025, 7, d, h, m, 0, 0, shanghai) }
+	r := newPlanRig(t, at(22, 8, 0), []string{"st-1"}, 38, `crews:
+  - {id: a, time_zone: Asia/Shanghai, stations: [st-1], week: {daily: ["11:30"]}}
+`)
+	// The AC runs but the room stays at 33 °C.
+	for tm := at(22, 8, 0); tm.Before(at(22, 13, 0)); tm = tm.Add(time.Minute) {
+		r.clock.Set(tm)
+		r.planner.Tick()
+		on := len(r.cmds.commands(true)) > len(r.cmds.commands(false))
+		r.report("st-1", on, 33, 38, "")
+	}
+	if n := len(r.notes.ofType(NoticePlanWarning)); n != 0 {
+		t.Fatalf("%d warnings before anything was learned", n)
+	}
+	r.tickUntil(at(23, 9, 0), 10*time.Minute)
+	warns := r.notes.ofType(NoticePlanWarning)
+	if len(warns) != 1 || !strings.Contains(warns[0].Key, "too weak for 38.0 °C") ||
+		!warns[0].At.Before(at(23, 11, 30)) {
+		t.Fatalf("warnings: %+v", warns)
+	}
+}

@@ -54,6 +54,16 @@ func TestCrewsAndPlanCLI(t *testing.T) {
 		!strings.Contains(err.Error(), "HTTP 403") {
 		t.Fatalf("a monitor imported crews: %v", err)
 	}
+	// A scheduler of one partner may not plan stations outside its scope.
+	var partner controller.NewOperator
+	if code := ts.api(t, "POST", "/api/v1/operators", map[string]any{"name": "partner-desk",
+		"role": "scheduler", "orgs": []string{"org-x"}}, &partner); code != 201 {
+		t.Fatalf("add partner scheduler: %d", code)
+	}
+	if _, _, err := runClient(as(partner.Token, "crews", "import", good)...); err == nil ||
+		!strings.Contains(err.Error(), "HTTP 403") || !strings.Contains(err.Error(), "ys-001") {
+		t.Fatalf("a partner's scheduler imported crews of other stations: %v", err)
+	}
 	out, _, err := runClient(as(sched.Token, "crews", "import", good)...)
 	if err != nil || !strings.Contains(out, "imported 1 crews") {
 		t.Fatalf("import: %v\n%s", err, out)
