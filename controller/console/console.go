@@ -324,7 +324,7 @@ func (c *Console) failFor(rq *request, code int, msg string) {
 // has says which optional parts run, for menus and buttons.
 func (c *Console) has() map[string]bool {
 	return map[string]bool{"commands": c.o.Commands != nil, "history": c.o.History != nil,
-		"plan": c.o.Planner != nil, "alerts": c.o.Alerts != nil}
+		"plan": c.o.Planner != nil, "alerts": c.o.Alerts != nil, "usage": c.o.Usage != nil}
 }
 
 func (c *Console) now() time.Time { return c.o.Now().In(c.o.Location) }

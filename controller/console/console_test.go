@@ -25,6 +25,7 @@ import (
 // rig is a console and the API on one test server, over a real bbolt file.
 type rig struct {
 	alerts   *controller.Alerts
+	usage    *controller.Usage
 	db       *bolt.DB
 	reg      *devices.Registry
 	ops      *controller.Operators
@@ -61,9 +62,13 @@ func newRig(t *testing.T) *rig {
 		Twins: twins, Location: loc, Now: clock}); err != nil {
 		t.Fatal(err)
 	}
+	if r.usage, err = controller.NewUsage(controller.UsageOptions{DB: db, Location: loc,
+		Now: clock}); err != nil {
+		t.Fatal(err)
+	}
 	prom := prometheus.NewRegistry()
 	r.con, err = New(Options{Registry: r.reg, Twins: twins, Operators: r.ops, Sessions: r.sessions,
-		Alerts: r.alerts, Location: loc, Now: clock, Registerer: prom})
+		Alerts: r.alerts, Usage: r.usage, Location: loc, Now: clock, Registerer: prom})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -514,5 +519,28 @@ func TestAlertActions(t *testing.T) {
 	_, page = a.do("GET", "/list?problem=aed.cabinet_opened", nil)
 	if !strings.Contains(page, "ys-002") || strings.Contains(page, ">ys-001<") {
 		t.Errorf("the list filtered by problem:\n%s", page)
+	}
+}
+
+func TestListVisitsToday(t *testing.T) {
+	r := newRig(t)
+	r.usage.Visit("ys-002", schemas.MethodNFC, r.now.Add(-time.Minute))
+	r.usage.Visit("ys-002", schemas.MethodQR, r.now.Add(-2*time.Minute))
+	r.usage.Visit("ys-001", schemas.MethodFace, r.now.Add(-3*time.Minute))
+	r.usage.Visit("ys-001", schemas.MethodFace, r.now.Add(-48*time.Hour)) // not today
+	b := r.browser(t)
+	b.signIn(r.operator(t, "chief", controller.RoleAdmin, "*"))
+	_, page := b.do("GET", "/list?sort=visits&dir=desc", nil)
+	rows := regexp.MustCompile(`(?s)<tr data-station="([^"]+)">.*?<td>([^<]*)</td>\s*</tr>`).
+		FindAllStringSubmatch(page, -1)
+	var got []string
+	for _, m := range rows {
+		got = append(got, m[1]+"="+m[2])
+	}
+	if strings.Join(got, " ") != "ys-002=2 ys-001=1 ys-003=0" {
+		t.Errorf("list by visits today: %v\n%s", got, page)
+	}
+	if !strings.Contains(page, `aria-sort="descending"`) {
+		t.Errorf("the sorted column is not marked")
 	}
 }

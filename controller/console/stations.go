@@ -38,6 +38,7 @@ type stationRow struct {
 	Online   int      // devices online
 	Devices  int
 	OpenNow  bool
+	Visits   int64   // today
 	X, Y     float64 // on the map
 }
 
@@ -75,7 +76,32 @@ func (c *Console) stationRows(op controller.Operator) []stationRow {
 		}
 		rows = append(rows, row)
 	}
+	c.visitsToday(rows, now)
 	return rows
+}
+
+// visitsToday fills in each row's visits since midnight.
+func (c *Console) visitsToday(rows []stationRow, now time.Time) {
+	if c.o.Usage == nil || len(rows) == 0 {
+		return
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.Station.ID
+	}
+	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, c.o.Location)
+	rep, err := c.o.Usage.Report(ids, day, day.AddDate(0, 0, 1), controller.ByDay)
+	if err != nil {
+		c.log.Warn("visits today", "err", err)
+		return
+	}
+	by := map[string]int64{}
+	for _, r := range rep.Rows {
+		by[r.Station] += r.Visits
+	}
+	for i := range rows {
+		rows[i].Visits = by[rows[i].Station.ID]
+	}
 }
 
 // filter is what the map and the list show.
@@ -189,7 +215,7 @@ func (c *Console) county(rq *request) countyView {
 	sortRows(v.Rows, f.Sort, f.Desc)
 	for _, col := range []struct{ key, label string }{{"id", "Station"}, {"name", "Name"},
 		{"org", "Organisation"}, {"level", "Worst alert"}, {"alerts", "Open alerts"},
-		{"online", "Devices online"}, {"open", "Open now"}} {
+		{"online", "Devices online"}, {"open", "Open now"}, {"visits", "Visits today"}} {
 		c := column{Key: col.key, Label: col.label, Href: f.query(col.key, false)}
 		if f.Sort == col.key || (f.Sort == "" && col.key == "level") {
 			c.Sorted = "ascending"
@@ -223,6 +249,8 @@ func sortRows(rows []stationRow, key string, desc bool) {
 			return cmp.Compare(a.Online*1000/max(a.Devices, 1), b.Online*1000/max(b.Devices, 1))
 		case "open":
 			return cmp.Compare(b2i(a.OpenNow), b2i(b.OpenNow))
+		case "visits":
+			return cmp.Compare(a.Visits, b.Visits)
 		}
 		return 0
 	}
