@@ -35,7 +35,7 @@ type rig struct {
 	now      time.Time
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "waystation.db"), time.Second)
 	if err != nil {
@@ -105,7 +105,7 @@ func newRig(t *testing.T) *rig {
 }
 
 // operator adds an operator and returns its token.
-func (r *rig) operator(t *testing.T, name, role string, orgs ...string) string {
+func (r *rig) operator(t testing.TB, name, role string, orgs ...string) string {
 	t.Helper()
 	token, _, err := r.ops.Issue(controller.Operator{Name: name, Role: role, Orgs: orgs})
 	if err != nil {
