@@ -17,12 +17,12 @@ run: build
 	./$(BIN) serve --demo
 
 ## test: vet and every test with the race detector, then the reconnect
-## storm (too many goroutines for the race detector) and each fuzz target
-## for a second
+## storm (too many goroutines for the race detector) and, for two seconds
+## each, the fuzz targets of what devices send
 test: vet
 	$(GO) test -race -count=1 -timeout $(TESTTIME) ./...
 	$(GO) test -count=1 -run '^TestReconnectStorm$$' -timeout 5m ./broker
-	@$(MAKE) --no-print-directory fuzz FUZZTIME=1s
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=2s FUZZMATCH='$(DEVICEFUZZ)'
 
 vet:
 	$(GO) vet ./...
@@ -33,12 +33,15 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./...
 	./$(BIN) loadgen
 
-## fuzz: each decoder fuzz target for FUZZTIME (default 30s)
-FUZZTIME ?= 30s
-FUZZPKGS ?= ./schemas ./devices
+## fuzz: each decoder fuzz target (whose name FUZZMATCH matches) for
+## FUZZTIME (default 30s)
+FUZZTIME  ?= 30s
+FUZZPKGS  ?= ./schemas ./devices
+FUZZMATCH ?= .
+DEVICEFUZZ = ^Fuzz(DecodeStatus|DecodeTelemetry|DecodeEvent|DecodeCommandResult|DecodeAccessRequest|ParseTopic)$$
 fuzz:
 	@log=$$(mktemp); for p in $(FUZZPKGS); do \
-	for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz' | grep -E '$(FUZZMATCH)'); do \
 		echo "== $$p $$t ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p > $$log 2>&1 || \
 			{ cat $$log; rm -f $$log; exit 1; }; \
