@@ -200,11 +200,27 @@ func (t *Twins) ApplyStatus(d Device, st schemas.Status, at time.Time) Presence 
 func (t *Twins) ReplayStatus(d Device, st schemas.Status, at time.Time) Presence {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	_, wasDirty := t.dirty[d.ID]
+	_, existed := t.twins[d.ID]
 	tw := t.twin(d)
-	if st.Online && !tw.Online && (st.Conn == "" || st.Conn == tw.Conn) {
-		return PresenceSame
+	before := *tw
+	p := PresenceSame
+	if !st.Online || tw.Online || (st.Conn != "" && st.Conn != tw.Conn) {
+		p = applyStatus(tw, st, at)
 	}
-	return applyStatus(tw, st, at)
+	// A restart replays every device's status; one that changes nothing
+	// leaves its twin clean, so the first flush does not rewrite them all.
+	if existed && !wasDirty && samePresence(before, *tw) {
+		delete(t.dirty, d.ID)
+	}
+	return p
+}
+
+// samePresence reports whether a and b agree on what a status sets.
+func samePresence(a, b Twin) bool {
+	return a.Online == b.Online && a.Conn == b.Conn && a.Firmware == b.Firmware &&
+		a.Model == b.Model && a.IntervalS == b.IntervalS &&
+		a.ConnectedSince.Equal(b.ConnectedSince) && a.OfflineSince.Equal(b.OfflineSince)
 }
 
 func applyStatus(tw *Twin, st schemas.Status, at time.Time) Presence {

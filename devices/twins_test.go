@@ -141,3 +141,38 @@ func TestReplayKeepsAnOfflineDeviceOffline(t *testing.T) {
 		t.Fatalf("replay of a newer connection: %v", got)
 	}
 }
+
+// TestReplayUnchangedLeavesTwinClean: the statuses a restart replays that
+// change nothing do not make the next flush rewrite the twins.
+func TestReplayUnchangedLeavesTwinClean(t *testing.T) {
+	db, err := OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tw, err := NewTwins(db, TwinsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 7, 17, 4, 0, 0, 0, time.UTC)
+	on := schemas.Status{Online: true, Kind: schemas.KindAC, Conn: "a", Firmware: "2.1"}
+	tw.ApplyStatus(ac, on, t0)
+	if err := tw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	dirty := func() int {
+		tw.mu.Lock()
+		defer tw.mu.Unlock()
+		return len(tw.dirty)
+	}
+	if p := tw.ReplayStatus(ac, on, t0.Add(time.Minute)); p != PresenceSame || dirty() != 0 {
+		t.Fatalf("same status replayed: %v, %d dirty", p, dirty())
+	}
+	on.Firmware = "2.2"
+	if tw.ReplayStatus(ac, on, t0.Add(time.Minute)); dirty() != 1 {
+		t.Fatal("a replayed status with new firmware left the twin clean")
+	}
+	if got, _ := tw.Get(ac.ID); got.Firmware != "2.2" || !got.Online {
+		t.Fatalf("twin %+v", got)
+	}
+}
