@@ -23,12 +23,12 @@ import (
 // cools, the learned rate settles within the room's physics, and the room
 // reaches its target by each shift with a shorter lead.
 func TestPlanLearnsSimulatedStation(t *testing.T) {
-	// Simulated seconds a wall second: 9 h in about 13 s (22 s with the
+	// Simulated seconds a wall second: 9 h in about 13 s (27 s with the
 	// race detector, which slows the controller more than the clock). A
 	// stall of the machine of a tenth of a second is minutes here.
 	speed := 2500.0
 	if raceDetector {
-		speed = 1500
+		speed = 1200
 	}
 	start := time.Date(2025, 7, 22, 7, 0, 0, 0, shanghai)
 	sim := simulators.NewClock(start, speed)
@@ -211,11 +211,13 @@ crews:
 			room = r
 			return ok
 		})
-		// How long the start command took to leave: the machine's stalls,
-		// not the planner's doing.
+		// How long the start command took to be carried out: the
+		// machine's stalls, not the planner's doing.
+		lag[s] = time.Hour
 		if len(pl.Runs[i].Commands) > 0 {
-			if rec, err := cmds.Get(pl.Runs[i].Commands[0]); err == nil {
-				lag[s] = rec.FirstSent.Sub(rec.Created)
+			if rec, err := cmds.Get(pl.Runs[i].Commands[0]); err == nil &&
+				rec.State == CommandAcknowledged {
+				lag[s] = rec.Done.Sub(rec.Created)
 			}
 		}
 		t.Logf("shift %s: %s, lead %d min (%s), started %s, room at the shift %.1f °C",
@@ -249,7 +251,8 @@ crews:
 				leads[i+1])
 		}
 		if lag[s] > 2*time.Minute {
-			t.Logf("the %s start command left %v late: not judged", s.Format("15:04"), lag[s])
+			t.Logf("the %s start command was carried out %v late, or not at all: not judged",
+				s.Format("15:04"), lag[s])
 			continue
 		}
 		judged++
@@ -261,6 +264,6 @@ crews:
 		}
 	}
 	if judged == 0 {
-		t.Fatal("every start command left late: the machine is too busy to judge")
+		t.Fatal("no start command was carried out in time: the machine is too busy to judge")
 	}
 }
