@@ -91,6 +91,9 @@ func TestAlertDoorTerminal(t *testing.T) {
 	if a, _ := r.alerts.Get(tamper.ID); a.Count != 2 {
 		t.Fatalf("tamper again not counted: %+v", a)
 	}
+	if a, err := r.alerts.Resolve(tamper.ID, "technician"); err != nil || a.ResolvedBy != "technician" {
+		t.Fatalf("resolve tamper: %+v %v", a, err)
+	}
 }
 
 // TestAlertChargerSlotOverheat: a slot at 60 °C or more is critical and is
