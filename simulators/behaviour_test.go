@@ -196,7 +196,13 @@ func TestLinkDownKeepsEventsAndSkipsTheBoot(t *testing.T) {
 	eventually(t, 5*time.Second, "back with a new connection", func() bool {
 		return d.Connected() && d.Conn() != first
 	})
-	sts := w.statuses(s.Device)
+	// The watcher may see the new connection's status a little after the
+	// device counts itself connected.
+	var sts []schemas.Status
+	eventually(t, 5*time.Second, "three statuses", func() bool {
+		sts = w.statuses(s.Device)
+		return len(sts) >= 3
+	})
 	if len(sts) != 3 || sts[1].Online || sts[1].Conn != first {
 		t.Errorf("statuses %+v, want online, the will, online", sts)
 	}

@@ -107,9 +107,9 @@ func newKillDevice(addr, station, id, secret string) *killDevice {
 func (d *killDevice) connect() mqtt.Client {
 	statusTopic := schemas.DeviceTopic(d.station, d.id, schemas.ChannelStatus)
 	conn := rand.Text()[:8]
-	opts := mqtt.NewClientOptions().AddBroker("tcp://" + d.addr).SetClientID(d.id).
+	opts := mqtt.NewClientOptions().AddBroker("tcp://"+d.addr).SetClientID(d.id).
 		SetUsername(d.id).SetPassword(d.secret).SetCleanSession(true).SetAutoReconnect(false).
-		SetConnectTimeout(2 * time.Second).SetKeepAlive(10 * time.Second).
+		SetConnectTimeout(2*time.Second).SetKeepAlive(10*time.Second).
 		SetWill(statusTopic, fmt.Sprintf(`{"online":false,"kind":"ac","conn":%q}`, conn), 1, true)
 	c := mqtt.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(3*time.Second) || tok.Error() != nil {
