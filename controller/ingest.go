@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,11 +218,25 @@ func (in *Ingest) enqueue(topic string, payload []byte, retained bool) {
 	m := inbound{topic: topic, payload: payload, retained: retained, at: in.o.Now()}
 	q := in.shards[in.shard(topic)]
 	size := m.size()
-	if in.queued.Add(size) <= in.o.QueueBytes {
+	// Telemetry is periodic: under overload the next report replaces a lost
+	// one. A status, an event (a door forced, an AED taken), a command's
+	// result or an access request is not repeated, so it may go over the
+	// byte budget and waits a moment for room, slowing its sender instead.
+	urgent := !strings.HasSuffix(topic, "/"+string(schemas.ChannelTelemetry))
+	if in.queued.Add(size) <= in.o.QueueBytes || urgent {
 		select {
 		case q <- m:
 			return
 		default:
+		}
+		if urgent {
+			wait := time.NewTimer(urgentWait)
+			select {
+			case q <- m:
+				wait.Stop()
+				return
+			case <-wait.C:
+			}
 		}
 	}
 	in.queued.Add(-size)
@@ -231,6 +246,10 @@ func (in *Ingest) enqueue(topic string, payload []byte, retained bool) {
 	}
 	in.messages.WithLabelValues(ch, ResultDropped).Inc()
 }
+
+// urgentWait is how long a message that is not telemetry waits for room in
+// a full queue before it is dropped.
+const urgentWait = 2 * time.Second
 
 // shard picks the queue of the device a topic belongs to.
 func (in *Ingest) shard(topic string) int {

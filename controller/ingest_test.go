@@ -237,6 +237,62 @@ func TestIngestDropsWhenFullNeverBlocks(t *testing.T) {
 	}
 }
 
+// TestIngestEventWaitsForRoom: when the queue is full, telemetry is dropped
+// at once but an event waits for room (here made by taking one message
+// out), and is dropped and counted only when none comes in time.
+func TestIngestEventWaitsForRoom(t *testing.T) {
+	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reg, _ := devices.NewRegistry(db, devices.RegistryOptions{})
+	twins, _ := devices.NewTwins(db, devices.TwinsOptions{})
+	b, _ := broker.New(broker.Options{Registerer: prometheus.NewRegistry()})
+	in, err := NewIngest(IngestOptions{Bus: b.Bus(), Registry: reg, Twins: twins, Shards: 1,
+		QueueDepth: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	telem := schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry)
+	event := schemas.DeviceTopic("ys-001", "ys-001-aed", schemas.ChannelEvent)
+	in.enqueue(telem, []byte(`{}`), false) // fills the queue
+	in.enqueue(telem, []byte(`{}`), false) // dropped at once
+
+	done := make(chan struct{})
+	go func() {
+		in.enqueue(event, []byte(`{"type":"cabinet_opened"}`), false)
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("the event did not wait for room")
+	case <-time.After(100 * time.Millisecond):
+	}
+	<-in.shards[0] // room for one
+	select {
+	case <-done:
+	case <-time.After(urgentWait + time.Second):
+		t.Fatal("the event still waits with room in the queue")
+	}
+	if m := <-in.shards[0]; m.topic != event {
+		t.Fatalf("queued %s, want the event", m.topic)
+	}
+	if got := testutil.ToFloat64(in.messages.WithLabelValues("event", ResultDropped)); got != 0 {
+		t.Fatalf("events dropped %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(in.messages.WithLabelValues("telemetry", ResultDropped)); got != 1 {
+		t.Fatalf("telemetry dropped %v, want 1", got)
+	}
+
+	// With no room coming, the event is dropped after the wait, and counted.
+	in.enqueue(telem, []byte(`{}`), false)
+	in.enqueue(event, []byte(`{"type":"cabinet_opened"}`), false)
+	if got := testutil.ToFloat64(in.messages.WithLabelValues("event", ResultDropped)); got != 1 {
+		t.Fatalf("events dropped %v, want 1", got)
+	}
+}
+
 // TestIngestBoundsQueuedBytes: large messages are dropped once the byte
 // budget is spent, however many the queues could hold.
 func TestIngestBoundsQueuedBytes(t *testing.T) {
