@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/waystation/waystation/devices"
@@ -25,6 +26,12 @@ type BrokerLogins struct {
 }
 
 func (a *API) brokerLogins(w http.ResponseWriter, r *http.Request, op Operator) {
+	// The broker's files hold every device's login, whoever hosts it.
+	if !op.AllOrgs() {
+		a.deny(w, r, op, DeniedScope, fmt.Sprintf("the broker's logins cover every "+
+			"organisation's devices; operator %s is scoped to %v", op.Name, op.Orgs))
+		return
+	}
 	out := BrokerLogins{Logins: a.o.Registry.BrokerLogins()}
 	for _, l := range out.Logins {
 		if l.Hash == "" {

@@ -48,7 +48,12 @@ func (a *API) sendCommand(w http.ResponseWriter, r *http.Request, op Operator) {
 		writeRegistryError(w, err)
 		return
 	}
-	if st, err := a.o.Registry.Station(d.Station); err == nil && !a.allowStation(w, r, op, st) {
+	st, err := a.o.Registry.Station(d.Station)
+	if err != nil {
+		writeRegistryError(w, err)
+		return
+	}
+	if !a.allowStation(w, r, op, st) {
 		return
 	}
 	var body CommandBody

@@ -168,3 +168,19 @@ func room(s devices.Sample) int {
 	}
 	return st.RoomC
 }
+
+// TestBrokerLoginsNeedEveryOrganisation: the broker's login files cover every
+// organisation's devices, so an operator scoped to one, even its admin, is
+// refused them; an admin of every organisation gets them.
+func TestBrokerLoginsNeedEveryOrganisation(t *testing.T) {
+	s, _ := historyScoped(t)
+	for role, tok := range s.tokens {
+		if code, body := call(t, s.srv, tok, "GET", "/api/v1/broker/logins", ""); code != 403 {
+			t.Fatalf("%s of org-a: %d %s", role, code, body)
+		}
+	}
+	code, body := call(t, s.srv, s.root, "GET", "/api/v1/broker/logins", "")
+	if code != 200 || !strings.Contains(body, `"logins"`) {
+		t.Fatalf("admin of every organisation: %d %s", code, body)
+	}
+}

@@ -213,7 +213,8 @@ func (in *Ingest) Run(ctx context.Context) error {
 	return nil
 }
 
-// enqueue is the bus handler: it never blocks.
+// enqueue is the bus handler. It never blocks on telemetry; other messages
+// wait up to urgentWait for room.
 func (in *Ingest) enqueue(topic string, payload []byte, retained bool) {
 	m := inbound{topic: topic, payload: payload, retained: retained, at: in.o.Now()}
 	q := in.shards[in.shard(topic)]
