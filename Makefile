@@ -14,7 +14,7 @@ build:
 
 ## run: the embedded default with a simulated county of 129 stations
 run: build
-	./$(BIN) serve --demo
+	./$(BIN) serve --demo --demo-scenario hot-july-day --start "2025-07-22 10:30" --speed 10
 
 ## test: vet and every test with the race detector, then the reconnect
 ## storm (too many goroutines for the race detector) and, for two seconds
