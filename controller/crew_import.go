@@ -101,9 +101,9 @@ func (p *ttParser) parse(buf []byte) {
 		}
 		return
 	}
-	root := ttResolve(&doc)
+	root := devices.ResolveYAML(&doc)
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = ttResolve(root.Content[0])
+		root = devices.ResolveYAML(root.Content[0])
 	}
 	switch root.Kind {
 	case yaml.SequenceNode:
@@ -138,7 +138,7 @@ func (p *ttParser) fields(m *yaml.Node, what string, f func(key string, k, v *ya
 	want string) {
 	seen := map[string]int{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], ttResolve(m.Content[i+1])
+		k, v := m.Content[i], devices.ResolveYAML(m.Content[i+1])
 		if first, dup := seen[k.Value]; dup {
 			p.problem(k.Line, "%s: %q is already on line %d", what, k.Value, first)
 			continue
@@ -257,7 +257,7 @@ func (p *ttParser) crews(list *yaml.Node) {
 	}
 	idLine := map[string]int{}
 	for _, item := range list.Content {
-		item = ttResolve(item)
+		item = devices.ResolveYAML(item)
 		if item.Kind != yaml.MappingNode {
 			p.problem(item.Line, "want a crew (id, time_zone, stations, week, ...), got %s",
 				ttDescribe(item))
@@ -358,7 +358,7 @@ func (p *ttParser) strings(v *yaml.Node, what string) ([]string, bool) {
 	out := make([]string, 0, len(v.Content))
 	ok := true
 	for _, item := range v.Content {
-		item = ttResolve(item)
+		item = devices.ResolveYAML(item)
 		if item.Kind != yaml.ScalarNode || ttNull(item) {
 			p.problem(item.Line, "%s: want text, got %s", what, ttDescribe(item))
 			ok = false
@@ -377,7 +377,7 @@ func (p *ttParser) times(v *yaml.Node, what string) []string {
 	}
 	out := []string{}
 	for i, s := range list {
-		line := ttResolve(v.Content[i]).Line
+		line := devices.ResolveYAML(v.Content[i]).Line
 		if _, _, ok := shiftClock(s); !ok {
 			if n, err := strconv.Atoi(s); err == nil {
 				// YAML 1.1 reads an unquoted 05:30 as a base-60 number.
@@ -481,7 +481,7 @@ func (p *ttParser) seasons(v *yaml.Node) []Season {
 	}
 	var out []Season
 	for _, item := range v.Content {
-		item = ttResolve(item)
+		item = devices.ResolveYAML(item)
 		if item.Kind != yaml.MappingNode {
 			p.problem(item.Line, "want a season (name, from, to, week), got %s", ttDescribe(item))
 			continue
@@ -538,7 +538,7 @@ func (p *ttParser) exceptions(v *yaml.Node) []Exception {
 	var out []Exception
 	dateLine := map[string]int{}
 	for _, item := range v.Content {
-		item = ttResolve(item)
+		item = devices.ResolveYAML(item)
 		if item.Kind != yaml.MappingNode {
 			p.problem(item.Line, "want an exception (date, shifts, note), got %s", ttDescribe(item))
 			continue
@@ -586,32 +586,7 @@ func (p *ttParser) exceptions(v *yaml.Node) []Exception {
 }
 
 func (p *ttParser) yamlError(err error) {
-	if te, ok := errors.AsType[*yaml.TypeError](err); ok {
-		for _, msg := range te.Errors {
-			p.lineMessage(msg)
-		}
-		return
-	}
-	p.lineMessage(strings.TrimPrefix(err.Error(), "yaml: "))
-}
-
-// lineMessage reports a decoder message of the form "line N: reason".
-func (p *ttParser) lineMessage(msg string) {
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		num, reason, found := strings.Cut(rest, ": ")
-		if n, err := strconv.Atoi(num); found && err == nil {
-			p.problem(n, "%s", reason)
-			return
-		}
-	}
-	p.problem(0, "%s", msg)
-}
-
-func ttResolve(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
+	devices.YAMLErrorLines(err, func(line int, reason string) { p.problem(line, "%s", reason) })
 }
 
 func ttNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }

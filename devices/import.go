@@ -388,9 +388,9 @@ func (p *parser) yaml(buf []byte) {
 		return
 	}
 
-	list := resolve(&doc)
+	list := ResolveYAML(&doc)
 	if list.Kind == yaml.DocumentNode && len(list.Content) == 1 {
-		list = resolve(list.Content[0])
+		list = ResolveYAML(list.Content[0])
 	}
 	if list.Kind == yaml.MappingNode {
 		list = p.stationsKey(list)
@@ -407,7 +407,7 @@ func (p *parser) yaml(buf []byte) {
 	}
 
 	for _, item := range list.Content {
-		item = resolve(item)
+		item = ResolveYAML(item)
 		if item.Kind != yaml.MappingNode {
 			p.problem(item.Line, "want a station (id, name, lat, ...), got %s", describe(item))
 			continue
@@ -427,7 +427,7 @@ func (p *parser) stationsKey(m *yaml.Node) *yaml.Node {
 				"unknown field %q: want a list of stations, or stations: and the list", k.Value)
 			continue
 		}
-		list = resolve(v)
+		list = ResolveYAML(v)
 	}
 	if list == nil && len(p.problems) == 0 {
 		p.problem(m.Line, `no "stations" key`)
@@ -446,7 +446,7 @@ func (p *parser) yamlStation(m *yaml.Node) (s Station, ok bool) {
 	seen := map[string]bool{}
 	ok = true
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], resolve(m.Content[i+1])
+		k, v := m.Content[i], ResolveYAML(m.Content[i+1])
 		name := k.Value
 		switch {
 		case !slices.Contains(stationColumns, name):
@@ -505,29 +505,36 @@ func (p *parser) yamlStation(m *yaml.Node) (s Station, ok bool) {
 }
 
 func (p *parser) yamlError(err error) {
+	YAMLErrorLines(err, func(line int, reason string) { p.problem(line, "%s", reason) })
+}
+
+// YAMLErrorLines reports each problem of a YAML decoding error with its
+// line (0 when the decoder gave none), so importers can list every problem
+// of a file the way they list their own.
+func YAMLErrorLines(err error, report func(line int, reason string)) {
 	if te, ok := errors.AsType[*yaml.TypeError](err); ok {
 		for _, msg := range te.Errors {
-			p.lineMessage(msg)
+			yamlLineMessage(msg, report)
 		}
 		return
 	}
-	p.lineMessage(strings.TrimPrefix(err.Error(), "yaml: "))
+	yamlLineMessage(strings.TrimPrefix(err.Error(), "yaml: "), report)
 }
 
-// lineMessage reports a decoder message of the form "line N: reason".
-func (p *parser) lineMessage(msg string) {
+// yamlLineMessage splits a decoder message of the form "line N: reason".
+func yamlLineMessage(msg string, report func(line int, reason string)) {
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		num, reason, found := strings.Cut(rest, ": ")
 		if n, err := strconv.Atoi(num); found && err == nil {
-			p.problem(n, "%s", reason)
+			report(n, reason)
 			return
 		}
 	}
-	p.problem(0, "%s", msg)
+	report(0, msg)
 }
 
-// resolve follows an alias to the node it names.
-func resolve(n *yaml.Node) *yaml.Node {
+// ResolveYAML follows an alias to the node it names.
+func ResolveYAML(n *yaml.Node) *yaml.Node {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
