@@ -199,22 +199,30 @@ func TestIngestKeepsOrderPerDevice(t *testing.T) {
 	wg.Wait()
 }
 
-// TestIngestDropsWhenFullNeverBlocks: the bus handler returns at once even
-// when the queue is full, and the loss is counted.
-func TestIngestDropsWhenFullNeverBlocks(t *testing.T) {
+// idleIngest is an Ingest on a real registry and broker that is never run,
+// so nothing drains its queues; o sets the queue sizes.
+func idleIngest(t *testing.T, o IngestOptions) *Ingest {
+	t.Helper()
 	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	reg, _ := devices.NewRegistry(db, devices.RegistryOptions{})
-	twins, _ := devices.NewTwins(db, devices.TwinsOptions{})
+	t.Cleanup(func() { db.Close() })
+	o.Registry, _ = devices.NewRegistry(db, devices.RegistryOptions{})
+	o.Twins, _ = devices.NewTwins(db, devices.TwinsOptions{})
 	b, _ := broker.New(broker.Options{Registerer: prometheus.NewRegistry()})
-	in, err := NewIngest(IngestOptions{Bus: b.Bus(), Registry: reg, Twins: twins, Shards: 1,
-		QueueDepth: 2})
+	o.Bus = b.Bus()
+	in, err := NewIngest(o)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return in
+}
+
+// TestIngestDropsWhenFullNeverBlocks: the bus handler returns at once even
+// when the queue is full, and the loss is counted.
+func TestIngestDropsWhenFullNeverBlocks(t *testing.T) {
+	in := idleIngest(t, IngestOptions{Shards: 1, QueueDepth: 2})
 	// Not running: nothing drains the queue.
 	topic := schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry)
 	done := make(chan struct{})
@@ -241,19 +249,7 @@ func TestIngestDropsWhenFullNeverBlocks(t *testing.T) {
 // at once but an event waits for room (here made by taking one message
 // out), and is dropped and counted only when none comes in time.
 func TestIngestEventWaitsForRoom(t *testing.T) {
-	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	reg, _ := devices.NewRegistry(db, devices.RegistryOptions{})
-	twins, _ := devices.NewTwins(db, devices.TwinsOptions{})
-	b, _ := broker.New(broker.Options{Registerer: prometheus.NewRegistry()})
-	in, err := NewIngest(IngestOptions{Bus: b.Bus(), Registry: reg, Twins: twins, Shards: 1,
-		QueueDepth: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := idleIngest(t, IngestOptions{Shards: 1, QueueDepth: 1})
 	telem := schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry)
 	event := schemas.DeviceTopic("ys-001", "ys-001-aed", schemas.ChannelEvent)
 	in.enqueue(telem, []byte(`{}`), false) // fills the queue
@@ -296,19 +292,7 @@ func TestIngestEventWaitsForRoom(t *testing.T) {
 // TestIngestBoundsQueuedBytes: large messages are dropped once the byte
 // budget is spent, however many the queues could hold.
 func TestIngestBoundsQueuedBytes(t *testing.T) {
-	db, err := devices.OpenDB(filepath.Join(t.TempDir(), "w.db"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	reg, _ := devices.NewRegistry(db, devices.RegistryOptions{})
-	twins, _ := devices.NewTwins(db, devices.TwinsOptions{})
-	b, _ := broker.New(broker.Options{Registerer: prometheus.NewRegistry()})
-	in, err := NewIngest(IngestOptions{Bus: b.Bus(), Registry: reg, Twins: twins, Shards: 1,
-		QueueDepth: 1000, QueueBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := idleIngest(t, IngestOptions{Shards: 1, QueueDepth: 1000, QueueBytes: 1 << 20})
 	topic := schemas.DeviceTopic("ys-001", "ys-001-ac", schemas.ChannelTelemetry)
 	big := make([]byte, 60<<10)
 	for range 40 {
