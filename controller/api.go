@@ -111,7 +111,10 @@ func NewAPI(o APIOptions) (*API, error) {
 }
 
 // ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.setClockHeaders(w.Header())
+	a.mux.ServeHTTP(w, r)
+}
 
 // apiFunc is an authenticated handler.
 type apiFunc func(w http.ResponseWriter, r *http.Request, op Operator)

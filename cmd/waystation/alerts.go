@@ -72,7 +72,7 @@ func newAlertsListCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list alerts: %w", err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, list []controller.Alert) error {
+			return show(cmd, c, o.output, raw, func(p *printer, list []controller.Alert) error {
 				if len(list) == 0 {
 					_, err := fmt.Fprintln(p.out, "no alerts")
 					return err
@@ -154,7 +154,7 @@ func alertChange(cmd *cobra.Command, o *clientOptions, id, action string, in any
 	if err != nil {
 		return fmt.Errorf("%s alert %s: %w", verb, id, err)
 	}
-	return show(cmd, o.output, raw, func(p *printer, a controller.Alert) error {
+	return show(cmd, c, o.output, raw, func(p *printer, a controller.Alert) error {
 		_, err := fmt.Fprintf(p.out, "alert %s (%s at %s) is %s\n", a.ID, a.Rule, a.Station, a.State)
 		return err
 	})
@@ -191,7 +191,7 @@ func newSilenceAddCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("add silence: %w", err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, s controller.Silence) error {
+			return show(cmd, c, o.output, raw, func(p *printer, s controller.Silence) error {
 				_, err := fmt.Fprintf(p.out, "silence %s of %s until %s\n", s.ID, silenceWhat(s),
 					p.when(s.Expires))
 				return err
@@ -239,7 +239,7 @@ func newSilenceListCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list silences: %w", err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, list []controller.Silence) error {
+			return show(cmd, c, o.output, raw, func(p *printer, list []controller.Silence) error {
 				if len(list) == 0 {
 					_, err := fmt.Fprintln(p.out, "no silences")
 					return err
@@ -278,7 +278,7 @@ func newSilenceRemoveCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("remove silence %s: %w", id, err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, s controller.Silence) error {
+			return show(cmd, c, o.output, raw, func(p *printer, s controller.Silence) error {
 				_, err := fmt.Fprintf(p.out, "removed silence %s of %s\n", s.ID, silenceWhat(s))
 				return err
 			})

@@ -60,6 +60,7 @@ type client struct {
 	token   string
 	timeout time.Duration
 	http    *http.Client
+	clock   serverClock // the server's time and zone, as of its last answer
 }
 
 // connect resolves the server address and operator token of cmd and
@@ -181,6 +182,7 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 		return nil, c.unreachable(err)
 	}
 	defer resp.Body.Close()
+	c.clock.observe(resp.Header)
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 	if err != nil {
 		return nil, c.unreachable(err)

@@ -318,7 +318,7 @@ func sendAll(cmd *cobra.Command, c *client, format outputFormat, s *sendFlags, t
 		if err != nil {
 			return err
 		}
-		if err := show(cmd, format, raw, (*printer).commands); err != nil {
+		if err := show(cmd, c, format, raw, (*printer).commands); err != nil {
 			return err
 		}
 	}
@@ -407,7 +407,7 @@ func newCommandsListCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list commands: %w", err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, list []controller.CommandRecord) error {
+			return show(cmd, c, o.output, raw, func(p *printer, list []controller.CommandRecord) error {
 				if len(list) == 0 {
 					_, err := fmt.Fprintln(p.out, "no commands")
 					return err
@@ -450,7 +450,7 @@ func newCommandsShowCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("show command %s: %w", id, err)
 			}
-			return show(cmd, o.output, raw, (*printer).command)
+			return show(cmd, c, o.output, raw, (*printer).command)
 		},
 	}
 	addClientFlags(cmd, &o)

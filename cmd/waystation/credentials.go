@@ -63,7 +63,7 @@ func newCredentialsAddCmd() *cobra.Command {
 				_, err := fmt.Fprintln(cmd.ErrOrStderr(), credentialNote)
 				return err
 			}
-			return show(cmd, o.output, raw, func(p *printer, cr controller.NewCredential) error {
+			return show(cmd, c, o.output, raw, func(p *printer, cr controller.NewCredential) error {
 				_, err := fmt.Fprintf(p.out, "issued credential %s of %s for %s (%s)\n\n"+
 					"token: %s\n\n%s\n", cr.ID, cr.Org, orDash(cr.Worker),
 					strings.Join(cr.Methods, ", "), cr.Token, credentialNote)
@@ -103,7 +103,7 @@ func newCredentialsListCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list credentials: %w", err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, list []controller.Credential) error {
+			return show(cmd, c, o.output, raw, func(p *printer, list []controller.Credential) error {
 				if len(list) == 0 {
 					_, err := fmt.Fprintln(p.out, "no credentials: issue one with "+
 						"`waystation credentials add --org ORG`")
@@ -153,7 +153,7 @@ func newCredentialsRevokeCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("revoke credential %s: %w", id, err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, cr controller.Credential) error {
+			return show(cmd, c, o.output, raw, func(p *printer, cr controller.Credential) error {
 				_, err := fmt.Fprintf(p.out, "revoked credential %s of %s (%s) at %s\n", cr.ID,
 					cr.Org, orDash(cr.Worker), p.when(cr.Revoked))
 				return err

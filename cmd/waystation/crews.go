@@ -65,7 +65,7 @@ func newCrewsImportCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("import %s: nothing was changed: %w", file, err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, l controller.CrewList) error {
+			return show(cmd, c, o.output, raw, func(p *printer, l controller.CrewList) error {
 				_, err := fmt.Fprintf(p.out, "imported %d crews from %s\n", len(l.Crews), file)
 				return err
 			})
@@ -92,7 +92,7 @@ func newCrewsListCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list crews: %w", err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, l controller.CrewList) error {
+			return show(cmd, c, o.output, raw, func(p *printer, l controller.CrewList) error {
 				return p.crews(l)
 			})
 		},
@@ -120,7 +120,7 @@ func newCrewsDeleteCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("delete crew %s: %w", args[0], err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, cr controller.Crew) error {
+			return show(cmd, c, o.output, raw, func(p *printer, cr controller.Crew) error {
 				_, err := fmt.Fprintf(p.out, "deleted crew %s\n", cr.ID)
 				return err
 			})

@@ -65,7 +65,7 @@ func newDevicesAddCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("register device %s: %w", d.ID, err)
 			}
-			return showNewDevice(cmd, o.output, raw)
+			return showNewDevice(cmd, c, o.output, raw)
 		},
 	}
 	f := cmd.Flags()
@@ -86,7 +86,7 @@ func newDevicesAddCmd() *cobra.Command {
 const secretNote = "Keep this secret now: the server stores only its hash and cannot show it " +
 	"again.\nThe device logs in to MQTT with its id as username and this secret as password."
 
-func showNewDevice(cmd *cobra.Command, format outputFormat, raw []byte) error {
+func showNewDevice(cmd *cobra.Command, c *client, format outputFormat, raw []byte) error {
 	if format == outputJSON {
 		if err := writeJSON(cmd.OutOrStdout(), raw); err != nil {
 			return err
@@ -95,7 +95,7 @@ func showNewDevice(cmd *cobra.Command, format outputFormat, raw []byte) error {
 		_, err := fmt.Fprintln(cmd.ErrOrStderr(), secretNote)
 		return err
 	}
-	return show(cmd, format, raw, func(p *printer, nd controller.NewDevice) error {
+	return show(cmd, c, format, raw, func(p *printer, nd controller.NewDevice) error {
 		_, err := fmt.Fprintf(p.out, "registered %s device %s at station %s\n\nsecret: %s\n\n%s\n",
 			nd.Kind, nd.ID, nd.Station, nd.Secret, secretNote)
 		return err
@@ -127,7 +127,7 @@ func newDevicesListCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list devices: %w", err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, list []controller.DeviceView) error {
+			return show(cmd, c, o.output, raw, func(p *printer, list []controller.DeviceView) error {
 				if len(list) == 0 {
 					msg := "no devices registered yet: add one with `waystation devices add`"
 					if station != "" {
@@ -166,7 +166,7 @@ func newDevicesShowCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("show device %s: %w", id, err)
 			}
-			return show(cmd, o.output, raw, (*printer).device)
+			return show(cmd, c, o.output, raw, (*printer).device)
 		},
 	}
 	addClientFlags(cmd, &o)

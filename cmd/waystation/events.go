@@ -66,7 +66,7 @@ func addEventsCmd(root *cobra.Command) {
 				return err
 			}
 			defer c.close()
-			f := &follower{c: c, cmd: cmd, format: o.output, left: count, p: newPrinter(cmd),
+			f := &follower{c: c, cmd: cmd, format: o.output, left: count, p: newPrinter(cmd, c),
 				query: query}
 			return f.run(cmd.Context())
 		},
@@ -154,6 +154,8 @@ func (f *follower) stream(ctx context.Context) (got bool, err error) {
 		return false, f.c.unreachable(err)
 	}
 	defer resp.Body.Close()
+	f.c.clock.observe(resp.Header)
+	f.p.loc = f.c.clock.location() // notices are shown in the server's zone
 	if resp.StatusCode != http.StatusOK {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 		return false, newAPIError(resp.StatusCode, raw)

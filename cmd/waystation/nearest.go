@@ -51,7 +51,7 @@ func newStationsNearestCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("nearest stations: %w", err)
 			}
-			return show(cmd, o.output, raw, (*printer).nearest)
+			return show(cmd, c, o.output, raw, (*printer).nearest)
 		},
 	}
 	f := cmd.Flags()

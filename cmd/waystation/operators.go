@@ -70,7 +70,7 @@ func newOperatorsAddCmd() *cobra.Command {
 				_, err := fmt.Fprintln(cmd.ErrOrStderr(), tokenNote)
 				return err
 			}
-			return show(cmd, o.output, raw, func(p *printer, op controller.NewOperator) error {
+			return show(cmd, c, o.output, raw, func(p *printer, op controller.NewOperator) error {
 				_, err := fmt.Fprintf(p.out, "added operator %s (%s of %s)\n\ntoken: %s\n\n%s\n",
 					op.Name, op.Role, scopeText(op.Orgs), op.Token, tokenNote)
 				return err
@@ -105,7 +105,7 @@ func newOperatorsListCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list operators: %w", err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, list []controller.Operator) error {
+			return show(cmd, c, o.output, raw, func(p *printer, list []controller.Operator) error {
 				rows := [][]string{{"NAME", "ROLE", "SCOPE", "ADDED"}}
 				for _, op := range list {
 					rows = append(rows, []string{op.Name, op.Role, scopeText(op.Orgs),
@@ -140,7 +140,7 @@ func newOperatorsRevokeCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("revoke operator %s: %w", name, err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, op controller.Operator) error {
+			return show(cmd, c, o.output, raw, func(p *printer, op controller.Operator) error {
 				_, err := fmt.Fprintf(p.out, "revoked operator %s (%s of %s)\n", op.Name, op.Role,
 					scopeText(op.Orgs))
 				return err

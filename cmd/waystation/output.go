@@ -40,20 +40,27 @@ func (f *outputFormat) Type() string { return "format" }
 // ambiguous (China's CST is also a US zone).
 const timeLayout = "2006-01-02 15:04:05 -07:00"
 
-// printer writes answers for people: tables, local times, ages.
+// printer writes answers for people: tables, times in the server's zone,
+// ages against the server's clock.
 type printer struct {
 	out io.Writer
 	loc *time.Location
 	now func() time.Time
 }
 
-func newPrinter(cmd *cobra.Command) *printer {
-	return &printer{out: cmd.OutOrStdout(), loc: time.Local, now: time.Now}
+// newPrinter prints in the zone and against the clock of the server c
+// talks to, as of its last answer; with a nil c, in this machine's.
+func newPrinter(cmd *cobra.Command, c *client) *printer {
+	if c == nil {
+		return &printer{out: cmd.OutOrStdout(), loc: time.Local, now: time.Now}
+	}
+	return &printer{out: cmd.OutOrStdout(), loc: c.clock.location(), now: c.clock.now}
 }
 
-// show prints an API answer: as the server sent it for -o json (indented,
-// fields in the server's order), else decoded into T and given to table.
-func show[T any](cmd *cobra.Command, format outputFormat, raw []byte,
+// show prints an API answer of c: as the server sent it for -o json
+// (indented, fields in the server's order), else decoded into T and given
+// to table.
+func show[T any](cmd *cobra.Command, c *client, format outputFormat, raw []byte,
 	table func(*printer, T) error) error {
 	if format == outputJSON {
 		return writeJSON(cmd.OutOrStdout(), raw)
@@ -62,7 +69,7 @@ func show[T any](cmd *cobra.Command, format outputFormat, raw []byte,
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return fmt.Errorf("read the server's answer: %w", err)
 	}
-	return table(newPrinter(cmd), v)
+	return table(newPrinter(cmd, c), v)
 }
 
 // writeJSON writes a JSON document indented by two spaces, ending in a
@@ -77,7 +84,7 @@ func writeJSON(w io.Writer, raw []byte) error {
 	return err
 }
 
-// when shows t in local time with its offset, or "-" when unset.
+// when shows t in the printer's zone with its offset, or "-" when unset.
 func (p *printer) when(t time.Time) string {
 	if t.IsZero() {
 		return "-"

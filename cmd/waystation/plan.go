@@ -51,7 +51,7 @@ func addPlanCmd(root *cobra.Command) {
 			if err != nil {
 				return fmt.Errorf("plan: %w", err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, pl controller.Plan) error {
+			return show(cmd, c, o.output, raw, func(p *printer, pl controller.Plan) error {
 				return p.plan(pl, why)
 			})
 		},

@@ -401,7 +401,7 @@ func printSummary(cmd *cobra.Command, format outputFormat, f *simulators.Fleet, 
 		}
 		return writeJSON(cmd.OutOrStdout(), raw)
 	}
-	p := newPrinter(cmd)
+	p := newPrinter(cmd, nil)
 	p.loc = loc
 	return p.table([][]string{
 		{"summary", ""},

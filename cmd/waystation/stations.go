@@ -45,7 +45,7 @@ func newStationsAddCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("add station %s: %w", st.ID, err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, s devices.Station) error {
+			return show(cmd, c, o.output, raw, func(p *printer, s devices.Station) error {
 				return p.stations([]devices.Station{s})
 			})
 		},
@@ -100,7 +100,7 @@ func newStationsImportCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("import %s: nothing was added: %w", file, err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, added []devices.Station) error {
+			return show(cmd, c, o.output, raw, func(p *printer, added []devices.Station) error {
 				_, err := fmt.Fprintf(p.out, "imported %d stations from %s\n", len(added), file)
 				return err
 			})
@@ -128,7 +128,7 @@ func newStationsListCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list stations: %w", err)
 			}
-			return show(cmd, o.output, raw, func(p *printer, list []devices.Station) error {
+			return show(cmd, c, o.output, raw, func(p *printer, list []devices.Station) error {
 				if len(list) == 0 {
 					_, err := fmt.Fprintln(p.out, "no stations yet: add one with "+
 						"`waystation stations add`, or many with `waystation stations import`")

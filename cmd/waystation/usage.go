@@ -87,7 +87,7 @@ func addUsageCmd(root *cobra.Command) {
 				}
 				return writeUsageCSV(cmd, rep)
 			}
-			return show(cmd, o.output, raw, (*printer).usage)
+			return show(cmd, c, o.output, raw, (*printer).usage)
 		},
 	}
 	f := cmd.Flags()

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/waystation/waystation/controller"
+)
+
+// serverClock is the server's time and zone as of its last answer, read
+// from the headers every API answer carries. Times are shown in the
+// server's zone, and "ago" is measured against the server's clock: the
+// server may run on a simulated one (serve --speed, --start), and the
+// machine the command runs on may be in another zone.
+type serverClock struct {
+	mu  sync.Mutex
+	at  time.Time      // the server's time in its answer; zero before one
+	got time.Time      // when that answer came, on this machine's clock
+	loc *time.Location // the server's zone; nil before an answer
+}
+
+// observe reads the clock headers of an answer. An answer without them
+// (an older server, or a proxy's error page) changes nothing.
+func (c *serverClock) observe(h http.Header) {
+	at, err := time.Parse(time.RFC3339Nano, h.Get(controller.HeaderTime))
+	if err != nil {
+		return
+	}
+	got := time.Now()
+	// The zone by name when this machine knows it (the binary carries the
+	// zone database), so times far from now get their own offset (summer
+	// time); else the offset the server gave, which is right for now.
+	loc := at.Location()
+	if name := h.Get(controller.HeaderZone); name != "" {
+		if l, err := time.LoadLocation(name); err == nil {
+			loc = l
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at, c.got, c.loc = at, got, loc
+}
+
+// location is the server's zone, or this machine's before any answer.
+func (c *serverClock) location() *time.Location {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loc == nil {
+		return time.Local
+	}
+	return c.loc
+}
+
+// now is the server's time: its last answer's, moved on by the wall time
+// since (commands print within milliseconds of the answer, so a simulated
+// clock's faster pace does not matter); this machine's before any answer.
+func (c *serverClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() {
+		return time.Now()
+	}
+	return c.at.Add(time.Since(c.got))
+}
