@@ -12,12 +12,12 @@ import (
 const (
 	// HeaderTime is the server's time when it answered, RFC 3339 with
 	// nanoseconds and the zone's UTC offset at that time.
-	HeaderTime = "Waystation-Time"
+	HeaderTime = "X-Waystation-Time"
 	// HeaderZone is the IANA name of the server's zone, e.g.
 	// Asia/Shanghai. It is left out when the zone has no such name (the
 	// machine's unnamed local zone); the offset in HeaderTime is then all
 	// a client has.
-	HeaderZone = "Waystation-Zone"
+	HeaderZone = "X-Waystation-Zone"
 )
 
 // setClockHeaders writes HeaderTime and HeaderZone on an answer.
