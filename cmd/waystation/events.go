@@ -33,23 +33,30 @@ const (
 func addEventsCmd(root *cobra.Command) {
 	var o clientOptions
 	var count int
+	var within time.Duration
 	var station, typ string
 	cmd := &cobra.Command{
-		Use:   "events [--station S] [--type T] [-o json] [--count N]",
+		Use:   "events [--station S] [--type T] [-o json] [--count N] [--for D]",
 		Short: "Follow the live stream of notices: alerts, commands, plans",
 		Long: "events follows the server's live stream (GET /api/v1/events) and prints each\n" +
 			"notice within your scope as it happens, one a line. -o json prints each notice\n" +
 			"as one line of JSON, for jq and scripts. When the connection drops it reconnects\n" +
 			"and gets what it missed; it says so when some of it is no longer kept.\n" +
 			"--station keeps one station's notices; --type keeps one type (alert.raised)\n" +
-			"or a family (alert).",
+			"or a family (alert).\n" +
+			"--for stops following after that long (of this machine's clock); with --count,\n" +
+			"fewer notices than asked for by then is an error, exit status 124.",
 		Example: "  waystation events\n" +
 			"  waystation events --station ys-001 --type alert\n" +
+			"  waystation events --type command.acknowledged --count 1 --for 2m\n" +
 			"  waystation events -o json | jq -c 'select(.type == \"alert.raised\")'",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if count < 0 {
 				return fmt.Errorf("--count %d: want 0 (no end) or more", count)
+			}
+			if within < 0 {
+				return fmt.Errorf("--for %v: want 0 (no end) or a duration, e.g. 30s", within)
 			}
 			query := url.Values{}
 			if station != "" {
@@ -68,12 +75,27 @@ func addEventsCmd(root *cobra.Command) {
 			defer c.close()
 			f := &follower{c: c, cmd: cmd, format: o.output, left: count, p: newPrinter(cmd, c),
 				query: query}
-			return f.run(cmd.Context())
+			ctx := cmd.Context()
+			if within > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, within)
+				defer cancel()
+			}
+			if err := f.run(ctx); err != nil {
+				return err
+			}
+			if count > 0 && f.left > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return &exitError{code: exitTimedOut, err: fmt.Errorf("--for %v ended after %d "+
+					"of the %d notices of --count", within, count-f.left, count)}
+			}
+			return nil
 		},
 	}
 	addClientFlags(cmd, &o)
 	cmd.Flags().IntVar(&count, "count", 0, "stop after this many notices (0: follow until "+
 		"interrupted)")
+	cmd.Flags().DurationVar(&within, "for", 0, "stop following after this long (0: no end); "+
+		"with --count, fewer notices by then exits with status 124")
 	cmd.Flags().StringVar(&station, "station", "", "only this station's notices")
 	cmd.Flags().StringVar(&typ, "type", "", `only notices of this type, or family ("alert")`)
 	root.AddCommand(cmd)

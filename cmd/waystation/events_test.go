@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,8 @@ func TestEventsCommand(t *testing.T) {
 	}{
 		{"json", []string{"-o", "json"}, [][]string{{`"key":"a1.raised"`, `"station":"ys-001"`},
 			{`"type":"command.acknowledged"`, `"id":"c7"`}}},
-		{"table", nil, [][]string{{"alert.raised", "ys-001", "AED taken"},
+		// In the server's zone (Asia/Shanghai), whatever this machine's.
+		{"table", nil, [][]string{{"2025-07-20 11:04:05 +08:00", "alert.raised", "ys-001", "AED taken"},
 			{"command.acknowledged", "ys-001", "c7.ack"}}},
 		{"filtered", []string{"--station", "ys-001", "--type", "command", "--count", "1"},
 			[][]string{{"command.acknowledged", "c7.ack"}}},
@@ -119,4 +121,56 @@ func TestEventsCommandOutlivesTheServer(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("events did not stop when interrupted")
 	}
+}
+
+// TestEventsFor: --for ends the following; with --count, too few notices
+// by then is an error of its own exit status, said in words.
+func TestEventsFor(t *testing.T) {
+	ts := startServer(t, nil)
+	base := []string{"events", "--server", ts.url, "--token", ts.token}
+
+	var out, errs syncBuffer
+	if err := runCLIContext(context.Background(), &out, &errs,
+		append(base, "--for", "-1s")...); err == nil || !strings.Contains(err.Error(), "--for") {
+		t.Fatalf("--for -1s: %v", err)
+	}
+
+	// Without --count: follow that long, then stop without an error.
+	start := time.Now()
+	if err := runCLIContext(context.Background(), &out, &errs,
+		append(base, "--for", "300ms")...); err != nil {
+		t.Fatalf("--for 300ms: %v\n%s", err, errs.String())
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("--for 300ms returned after %v", took)
+	}
+
+	// With --count 2 and one notice: an error once --for is over.
+	done := make(chan error, 1)
+	go func() {
+		done <- runCLIContext(context.Background(), &out, &errs,
+			append(base, "--count", "2", "--for", "2s")...)
+	}()
+	eventually(t, 5*time.Second, "the command subscribed", func() bool {
+		return ts.metric(t, "waystation_events_subscribers") == 1
+	})
+	ts.s.notify.Notify(controller.Notice{Type: "alert.raised", Key: "only-one", Station: "ys-001",
+		At: time.Now()})
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("events --for 2s did not stop")
+	}
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitTimedOut ||
+		!strings.Contains(err.Error(), "--for 2s ended after 1 of the 2 notices") {
+		t.Fatalf("want exit status %d and a clear message, got %v", exitTimedOut, err)
+	}
+	if !strings.Contains(out.String(), "only-one") {
+		t.Errorf("the notice that came was not printed:\n%s", out.String())
+	}
+	eventually(t, 5*time.Second, "the stream closed", func() bool {
+		return ts.metric(t, "waystation_events_subscribers") == 0
+	})
 }
