@@ -65,7 +65,7 @@ func (b *Bus) Subscribe(filter string, qos byte,
 	// Mochi's Server.Subscribe would also report live retained publishes
 	// as retained, and its storage hook would save the subscription for a
 	// client that a restart then turns into a real one.
-	b.b.subs.add(busHandler{id: id, filter: filter, h: h})
+	b.b.subs.add(busHandler{id: id, levels: splitLevels(filter, nil), h: h})
 	for _, pk := range b.b.retained(filter) {
 		h(pk.TopicName, pk.Payload, true)
 	}
@@ -96,25 +96,41 @@ func (b *Broker) retained(filter string) []packets.Packet {
 // rules of MQTT 3.1.1 section 4.7: "+" is one level, "#" the rest, and a
 // wildcard in the first level does not match a topic starting with "$".
 func matchFilter(filter, topic string) bool {
-	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") ||
-		strings.HasPrefix(filter, "#")) {
+	var fb, tb [stackLevels]string
+	return matchLevels(splitLevels(filter, fb[:0]), splitLevels(topic, tb[:0]))
+}
+
+// stackLevels is how many levels of a topic dispatch splits without
+// allocating; deeper topics match all the same.
+const stackLevels = 16
+
+// splitLevels appends the "/"-separated levels of s to into.
+func splitLevels(s string, into []string) []string {
+	for {
+		l, rest, more := strings.Cut(s, "/")
+		into = append(into, l)
+		if !more {
+			return into
+		}
+		s = rest
+	}
+}
+
+// matchLevels is matchFilter on a filter and a topic split into levels.
+func matchLevels(filter, topic []string) bool {
+	if len(filter) > 0 && (filter[0] == "+" || filter[0] == "#") &&
+		len(topic) > 0 && strings.HasPrefix(topic[0], "$") {
 		return false
 	}
-	for {
-		f, frest, fmore := strings.Cut(filter, "/")
+	for i, f := range filter {
 		if f == "#" {
-			return true
+			return true // "a/#" also matches "a" [MQTT-4.7.1-2]
 		}
-		t, trest, tmore := strings.Cut(topic, "/")
-		if f != "+" && f != t {
+		if i >= len(topic) || (f != "+" && f != topic[i]) {
 			return false
 		}
-		if !fmore || !tmore {
-			// "a/#" also matches "a" [MQTT-4.7.1-2].
-			return fmore == tmore || (fmore && frest == "#")
-		}
-		filter, topic = frest, trest
 	}
+	return len(filter) == len(topic)
 }
 
 // Publish publishes payload on topic. It fails with ErrRetainedCommand for
@@ -175,7 +191,7 @@ func (b *Bus) Close() error {
 // busHandler is one Bus subscription.
 type busHandler struct {
 	id     int
-	filter string
+	levels []string // the filter, split once
 	h      func(topic string, payload []byte, retained bool)
 }
 
@@ -223,8 +239,11 @@ func (s *busHandlers) dispatch(pk packets.Packet) {
 	if list == nil {
 		return
 	}
+	// The topic is split once for all the filters.
+	var buf [stackLevels]string
+	topic := splitLevels(pk.TopicName, buf[:0])
 	for _, h := range *list {
-		if matchFilter(h.filter, pk.TopicName) {
+		if matchLevels(h.levels, topic) {
 			h.h(pk.TopicName, pk.Payload, false)
 		}
 	}

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -87,9 +86,13 @@ func (h *authHook) openLogins() { h.openOnce.Do(func() { close(h.open) }) }
 // ID implements mqtt.Hook.
 func (h *authHook) ID() string { return "waystation-auth" }
 
-// Provides implements mqtt.Hook.
-func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{
+// Provides implements mqtt.Hook. Mochi asks it of every hook for every
+// event of every packet, so it is a table lookup.
+func (h *authHook) Provides(b byte) bool { return authEvents[b] }
+
+// authEvents are the mochi events authHook handles.
+var authEvents = func() (t [256]bool) {
+	for _, b := range []byte{
 		mqtt.OnConnect,
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
@@ -100,8 +103,11 @@ func (h *authHook) Provides(b byte) bool {
 		mqtt.OnWill,
 		mqtt.OnPublished,
 		mqtt.OnWillSent,
-	}, []byte{b})
-}
+	} {
+		t[b] = true
+	}
+	return t
+}()
 
 // OnPublished implements mqtt.Hook: mochi calls it after it delivered a
 // publish (from a client or the bus) to its subscribers, on the
