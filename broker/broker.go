@@ -174,7 +174,7 @@ func New(o Options) (*Broker, error) {
 		Capabilities:             capabilities(o),
 		ClientNetWriteBufferSize: netBufferBytes,
 		ClientNetReadBufferSize:  netBufferBytes,
-		Logger:                   mochiLogger(o.Logger, o.Now),
+		Logger:                   mochiLogger(o.Logger, o.Now, b.closed.Load),
 		SysTopicResendInterval:   int64(sysTopicInterval / time.Second),
 	})
 

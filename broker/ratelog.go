@@ -88,17 +88,21 @@ func (l *limiter) sweep(now time.Time) {
 // message (a short keepalive, a full inflight store); this keeps a fleet
 // from flooding the log through it.
 type limitHandler struct {
-	next  slog.Handler
-	level slog.Level
-	lim   *limiter
+	next    slog.Handler
+	level   slog.Level
+	lim     *limiter
+	closing func() bool // while true, only errors pass; nil: never
 }
 
 // mochiLogger is the logger handed to mochi: Warn and above, rate limited.
-func mochiLogger(parent *slog.Logger, now func() time.Time) *slog.Logger {
+// Once closing reports true, warnings are dropped: they are about clients
+// the broker's Close cuts off mid-packet, which is no news.
+func mochiLogger(parent *slog.Logger, now func() time.Time, closing func() bool) *slog.Logger {
 	h := &limitHandler{
-		next:  parent.With("part", "mqtt").Handler(),
-		level: slog.LevelWarn,
-		lim:   newLimiter(now),
+		next:    parent.With("part", "mqtt").Handler(),
+		level:   slog.LevelWarn,
+		lim:     newLimiter(now),
+		closing: closing,
 	}
 	return slog.New(h)
 }
@@ -110,6 +114,9 @@ func (h *limitHandler) Enabled(ctx context.Context, level slog.Level) bool {
 
 // Handle implements slog.Handler.
 func (h *limitHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelError && h.closing != nil && h.closing() {
+		return nil
+	}
 	ok, suppressed := h.lim.allow(r.Message)
 	if !ok {
 		return nil
@@ -147,10 +154,10 @@ func safeAttr(a slog.Attr) slog.Attr {
 
 // WithAttrs implements slog.Handler.
 func (h *limitHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &limitHandler{next: h.next.WithAttrs(attrs), level: h.level, lim: h.lim}
+	return &limitHandler{next: h.next.WithAttrs(attrs), level: h.level, lim: h.lim, closing: h.closing}
 }
 
 // WithGroup implements slog.Handler.
 func (h *limitHandler) WithGroup(name string) slog.Handler {
-	return &limitHandler{next: h.next.WithGroup(name), level: h.level, lim: h.lim}
+	return &limitHandler{next: h.next.WithGroup(name), level: h.level, lim: h.lim, closing: h.closing}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,7 +68,7 @@ func TestMochiLoggerLevelAndRate(t *testing.T) {
 	var buf bytes.Buffer
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	parent := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	log := mochiLogger(parent, clock.Now).With("listener", "tcp")
+	log := mochiLogger(parent, clock.Now, nil).With("listener", "tcp")
 
 	log.Info("client connected")
 	for range 10 {
@@ -95,7 +96,7 @@ func TestMochiLoggerLevelAndRate(t *testing.T) {
 // CONNECT's password) reaches the log as its type and topic only.
 func TestMochiLoggerKeepsSecretsOut(t *testing.T) {
 	var buf bytes.Buffer
-	log := mochiLogger(slog.New(slog.NewTextHandler(&buf, nil)), time.Now)
+	log := mochiLogger(slog.New(slog.NewTextHandler(&buf, nil)), time.Now, nil)
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
 		Connect: packets.ConnectParams{Password: []byte("s3cret-s3cret"), Username: []byte("ys-001-ac")},
 		Payload: bytes.Repeat([]byte("x"), 60000)}
@@ -106,5 +107,22 @@ func TestMochiLoggerKeepsSecretsOut(t *testing.T) {
 	}
 	if !strings.Contains(out, "pk.type=1") || !strings.Contains(out, "payload_bytes=60000") {
 		t.Fatalf("log line lost what the packet was: %s", out)
+	}
+}
+
+// TestMochiLoggerQuietWhileClosing: once the broker closes, mochi's
+// warnings about the clients it cuts off are dropped; errors still pass.
+func TestMochiLoggerQuietWhileClosing(t *testing.T) {
+	var buf bytes.Buffer
+	var closing atomic.Bool
+	log := mochiLogger(slog.New(slog.NewTextHandler(&buf, nil)), time.Now, closing.Load)
+	log.Warn("error processing packet", "error", "before")
+	closing.Store(true)
+	log.Warn("error processing packet", "error", "while closing")
+	log.Error("failed to close store")
+	out := buf.String()
+	if !strings.Contains(out, "error=before") || strings.Contains(out, "while closing") ||
+		!strings.Contains(out, "failed to close store") {
+		t.Fatalf("log:\n%s", out)
 	}
 }

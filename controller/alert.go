@@ -264,6 +264,11 @@ type Alerts struct {
 	running  atomic.Bool  // the teller runs
 	names    sync.Map     // station summaries' names, by station id
 
+	// pubMu orders publishes and the outbox (alert_outbox.go).
+	pubMu      sync.Mutex
+	kept       atomic.Int64 // messages in the outbox
+	pubFailing bool         // the last publish failed; guarded by pubMu
+
 	notices   *prometheus.CounterVec
 	published *prometheus.CounterVec
 	latency   prometheus.Histogram
@@ -341,6 +346,9 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 		}); err != nil {
 			return err
 		}
+		if err := e.loadOutbox(tx); err != nil {
+			return err
+		}
 		sb, err := tx.CreateBucketIfNotExists(bucketSilences)
 		if err != nil {
 			return err
@@ -380,7 +388,8 @@ func (e *Alerts) metrics() error {
 	}, []string{"type"})
 	e.published = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "waystation_alert_publishes_total",
-		Help: "Alert changes published on waystation/v1/alerts/{station}, by outcome (ok, error).",
+		Help: "Alert changes published on waystation/v1/alerts/{station}, by outcome (ok; kept to " +
+			"publish later; error: lost).",
 	}, []string{"result"})
 	e.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "waystation_alert_seconds",
@@ -469,14 +478,20 @@ func (e *Alerts) Run(ctx context.Context) error {
 	}
 }
 
-// teller tells stored changes, in order, until ctx ends.
+// teller tells stored changes, in order, until ctx ends, and publishes
+// the messages kept in the outbox once the bus takes them.
 func (e *Alerts) teller(ctx context.Context) {
+	e.retryKept()
+	retry := time.NewTicker(keptRetryEvery)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-e.tellWake:
 			e.tellQueued()
+		case <-retry.C:
+			e.retryKept()
 		}
 	}
 }
@@ -615,14 +630,11 @@ func (e *Alerts) tell(p pendingNotice) {
 	now := e.o.Now()
 	if e.o.Bus != nil {
 		buf, err := json.Marshal(AlertMessage{Type: p.typ, Key: key, At: now, Alert: a})
-		if err == nil {
-			err = e.o.Bus.Publish(schemas.AlertTopic(a.Station), 1, false, buf)
-		}
 		if err != nil {
 			e.published.WithLabelValues("error").Inc()
-			e.log.Warn("alert not published", "alert", a.ID, "err", err)
+			e.log.Error("alert message not encoded", "alert", a.ID, "err", err)
 		} else {
-			e.published.WithLabelValues("ok").Inc()
+			e.publish(schemas.AlertTopic(a.Station), buf, a.ID)
 		}
 	}
 	if e.o.Notifier != nil {

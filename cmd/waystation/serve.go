@@ -436,6 +436,7 @@ func (s *server) close() {
 		}
 	}
 	s.flushHistory()
+	s.flushAlerts()
 	if s.db != nil {
 		if err := s.db.Close(); err != nil {
 			s.log.Error("close data file", "err", err)

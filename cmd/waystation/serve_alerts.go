@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/waystation/waystation/broker"
 	"github.com/waystation/waystation/controller"
 )
 
@@ -53,7 +55,7 @@ type alertParts struct {
 // overheating charger slot is switched off), and before the API.
 func (s *server) openAlerts() error {
 	o := controller.AlertOptions{
-		DB: s.db, Registry: s.devs, Twins: s.twin, Bus: s.bus(), Location: s.loc,
+		DB: s.db, Registry: s.devs, Twins: s.twin, Bus: alertBus{s.bus()}, Location: s.loc,
 		Grace: s.o.alerts.grace, EscalateAfter: s.o.alerts.escalateAfter,
 		StationWindow: s.o.alerts.stationWindow,
 		// Timers are checked every 10 s of the controller's clock.
@@ -76,6 +78,32 @@ func (s *server) openAlerts() error {
 	s.in.Observe(s.al.alerts.Observe)
 	s.pres.OnSilent(s.al.alerts.DeviceSilent)
 	return nil
+}
+
+// alertBus is the bus alerts publish on: the embedded broker's "closed"
+// reads as controller.ErrBusClosed, as the external broker's does, so the
+// messages of a clean stop's last moments are kept for the next start
+// without a warning.
+type alertBus struct{ controller.Bus }
+
+func (b alertBus) Publish(topic string, qos byte, retained bool, payload []byte) error {
+	err := b.Bus.Publish(topic, qos, retained, payload)
+	if errors.Is(err, broker.ErrClosed) {
+		return fmt.Errorf("%w: %w", controller.ErrBusClosed, err)
+	}
+	return err
+}
+
+// flushAlerts writes and tells the alert changes made after the alerts'
+// loop stopped: ingest drains its queues after it, and presence may call
+// a device silent. Their messages are kept for the next start.
+func (s *server) flushAlerts() {
+	if s.al.alerts == nil {
+		return
+	}
+	if err := s.al.alerts.Flush(); err != nil {
+		s.log.Error("write alerts", "err", err)
+	}
 }
 
 // apiOptions gives the API the alerts.
