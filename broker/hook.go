@@ -253,6 +253,25 @@ func (g *loginGate) enter(key string, wait time.Duration) (leave func(), ok bool
 	}
 }
 
+// wait waits up to d for key to be free.
+func (g *loginGate) wait(key string, d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		g.mu.Lock()
+		held, busy := g.busy[key]
+		g.mu.Unlock()
+		if !busy {
+			return
+		}
+		select {
+		case <-held:
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
 // authenticate returns who user is, or the reason (and any error) for
 // refusing the login.
 func (h *authHook) authenticate(user string, password []byte) (peer, string, error) {
@@ -395,6 +414,14 @@ func (h *authHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	h.leaveGate(cl)
 	e := h.lookup(cl)
+	if e != nil && e.cl != cl {
+		// A newer login with this id is taking the session over. Mochi's
+		// teardown of this connection runs after this hook and, unless the
+		// take-over has marked it taken over, deletes the session by id:
+		// the new one, if it was added meanwhile, leaving it deaf. The
+		// take-over is done when the newer login leaves the gate.
+		h.gate.wait(cl.ID, loginWait)
+	}
 	var p *peer
 	if e != nil {
 		p = &e.peer
