@@ -72,6 +72,11 @@ type AllowLists struct {
 	sent      map[string]int64 // version last published to each terminal, since start
 
 	dirty bool // credentials or rules changed since the last refresh; only Run touches it
+	// What the last refresh saw, so that one with nothing to do costs no
+	// copy of the registry: its generation, and whether every terminal
+	// then had its list. Only Run touches them.
+	seenGen uint64
+	settled bool
 }
 
 // stationList is what is kept of a station's list: not its entries, which
@@ -218,7 +223,15 @@ func (al *AllowLists) Observe(obs Observation) {
 
 // refresh rebuilds the lists when something changed, and publishes the
 // current list to every terminal that has not been sent it since start.
-func (al *AllowLists) refresh() error {
+// With no change of credentials, rules or registry since a refresh that
+// left every terminal served, it returns at once.
+func (al *AllowLists) refresh() (err error) {
+	gen := al.o.Registry.Generation() // before the copies below
+	if !al.dirty && al.settled && gen == al.seenGen {
+		return nil
+	}
+	defer func() { al.seenGen, al.settled = gen, err == nil }()
+
 	stations := al.o.Registry.Stations()
 	locks := map[string][]string{}
 	for _, d := range al.o.Registry.Devices() {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/waystation/waystation/devices"
 	"github.com/waystation/waystation/schemas"
 )
 
@@ -252,5 +253,39 @@ func TestAllowListStale(t *testing.T) {
 	report(3)
 	if stale() || r.lists.StaleCount() != 0 {
 		t.Fatal("stale after catching up")
+	}
+}
+
+// TestAllowListRegistryChange: a refresh with nothing changed publishes
+// nothing (and copies nothing), and a door terminal registered afterwards
+// is sent its station's list at the next refresh without anything else
+// changing.
+func TestAllowListRegistryChange(t *testing.T) {
+	r := newAccessRig(t, rigOptions{})
+	if err := r.lists.refresh(); err != nil {
+		t.Fatal(err)
+	}
+	ok := r.lists.publishes.WithLabelValues("ok")
+	before := testutil.ToFloat64(ok)
+	if err := r.lists.refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(ok); n != before {
+		t.Fatalf("a refresh with nothing changed published %v lists", n-before)
+	}
+
+	secrets, err := r.reg.Provision([]devices.Device{
+		{ID: "ys-a-lock2", Station: "ys-a", Kind: schemas.KindLock}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.secrets["ys-a-lock2"] = secrets["ys-a-lock2"]
+	lists := connectLock(t, r, "ys-a-lock2").listsOf(t)
+	if err := r.lists.refresh(); err != nil {
+		t.Fatal(err)
+	}
+	nextList(t, lists, 1)
+	if n := testutil.ToFloat64(ok); n != before+1 {
+		t.Fatalf("%v lists published for one new terminal, want 1", n-before)
 	}
 }

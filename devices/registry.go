@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -149,6 +150,9 @@ type Registry struct {
 	added   func(string)
 	foreign int // stations in the file that Owner refused
 
+	// gen counts the additions of stations and devices (see Generation).
+	gen atomic.Uint64
+
 	mu       sync.RWMutex // guards the maps below
 	stations map[string]Station
 	devices  map[string]*storedDevice
@@ -241,6 +245,7 @@ func (r *Registry) AddStation(s Station) (Station, error) {
 		return Station{}, err
 	}
 	r.stations[s.ID] = s
+	r.gen.Add(1)
 	added = true
 	return s, nil
 }
@@ -299,9 +304,15 @@ func (r *Registry) AddStations(list []Station) error {
 	for _, s := range list {
 		r.stations[s.ID] = s
 	}
+	r.gen.Add(1)
 	added = true
 	return nil
 }
+
+// Generation is a number that grows each time stations or devices are
+// added, so a reader can tell cheaply that its copy of Stations or
+// Devices is still current.
+func (r *Registry) Generation() uint64 { return r.gen.Load() }
 
 // Station returns a station by id.
 func (r *Registry) Station(id string) (Station, error) {
@@ -354,6 +365,7 @@ func (r *Registry) AddDevice(d Device) (Device, string, error) {
 		return Device{}, "", err
 	}
 	r.devices[d.ID] = sd
+	r.gen.Add(1)
 	return d, secret, nil
 }
 
@@ -528,5 +540,6 @@ func (r *Registry) Provision(list []Device) (map[string]string, error) {
 		r.devices[sd.ID] = sd
 		delete(r.verified, sd.ID)
 	}
+	r.gen.Add(1)
 	return secrets, nil
 }
