@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -85,7 +86,8 @@ func newLoadgenCmd() *cobra.Command {
 	f.StringVar(&o.dir, "dir", "", "folder for data files, logs and profiles (default: a "+
 		"temporary one, removed afterwards)")
 	f.BoolVar(&o.profile, "profile", false, "write a CPU profile of the server during each "+
-		"ingest run to --dir (server-cpu-qosN.pprof)")
+		"ingest run, and a CPU profile and an execution trace during the latency run, "+
+		"to --dir (server-cpu-qosN.pprof, server-cpu-latency.pprof, server-trace-latency.out)")
 	f.StringVar(&o.memoryLimit, "server-memory-limit", "", "run the platform with this "+
 		"GOMEMLIMIT (e.g. 400MiB): the Go runtime then gives memory back sooner")
 	f.VarP(&o.format, "output", "o", "table or json")
@@ -468,17 +470,26 @@ func (o *loadgenOptions) runIngest(ctx context.Context, bin, dir string,
 					return err
 				}
 				defer s.close()
-				var before loadgen.Histogram
+				// A warm-up at the rate: the first second after the
+				// devices connect (heaps and maps growing, the first
+				// collections) is not the steady state measured.
+				if _, err := drive(ctx, g, t, s, 0, o.latencyRate, time.Second); err != nil {
+					return err
+				}
+				var before, beforeIngest loadgen.Histogram
 				if t.metrics != "" {
 					m, err := loadgen.ReadMetrics(ctx, t.metrics)
 					if err != nil {
 						return err
 					}
 					before = m.Histogram("waystation_telemetry_delay_seconds")
+					beforeIngest = m.Histogram("waystation_ingest_seconds")
 				} else {
 					s.sub.Latencies().Reset()
 				}
+				stopProfile := startLatencyProfiles(ctx, t, dir, o.duration, say)
 				r, err := drive(ctx, g, t, s, 0, o.latencyRate, o.duration)
+				stopProfile()
 				if err != nil {
 					return err
 				}
@@ -496,13 +507,19 @@ func (o *loadgenOptions) runIngest(ctx context.Context, bin, dir string,
 					p[2], _, _ = h.Quantile(0.999)
 					lat[name] = p
 					latNote[name] = fmt.Sprintf("from the histogram; p99 bucket up to %v", hi99)
+					// The part of it from the broker handing the message
+					// to ingest to the twin updated.
+					hi := m.Histogram("waystation_ingest_seconds").Sub(beforeIngest)
+					say("%s: of which in ingest (queued, decoded, twin updated): p50 %s p99 %s",
+						name, quantileText(hi, 0.5), quantileText(hi, 0.99))
 				} else {
 					q, n := s.sub.Latencies().Percentiles(0.5, 0.99, 0.999)
 					lat[name] = [3]time.Duration{q[0], q[1], q[2]}
 					latNote[name] = fmt.Sprintf("%d samples", n)
 				}
-				say("%s at %.0f/s: sent %.0f/s, p50 %v p99 %v p99.9 %v (%s)", name, o.latencyRate,
-					r.sendRate, lat[name][0], lat[name][1], lat[name][2], latNote[name])
+				say("%s at %.0f/s: sent %.0f/s, p50 %v p99 %v p99.9 %v (%s); cores used: "+
+					"server %.2f, generator %.2f", name, o.latencyRate, r.sendRate, lat[name][0],
+					lat[name][1], lat[name][2], latNote[name], r.cpu, r.genCPU)
 			}
 			return nil
 		}()
@@ -582,6 +599,39 @@ func startProfile(t *target, dir string, qos int, d time.Duration,
 		say("profile written: %s", file)
 	}()
 	return func() { <-done }
+}
+
+// startLatencyProfiles takes an execution trace and a CPU profile of the
+// platform during the middle of a latency run of length d, when it serves
+// profiles; the returned function waits for them to be written.
+func startLatencyProfiles(ctx context.Context, t *target, dir string, d time.Duration,
+	say func(string, ...any)) func() {
+	if t.pprof == "" {
+		return func() {}
+	}
+	secs := max(int(d/time.Second)/2, 1)
+	var done []chan struct{}
+	for _, p := range []struct{ name, file string }{
+		{fmt.Sprintf("trace?seconds=%d", secs), "server-trace-latency.out"},
+		{fmt.Sprintf("profile?seconds=%d", secs), "server-cpu-latency.pprof"},
+	} {
+		c := make(chan struct{})
+		done = append(done, c)
+		go func() {
+			defer close(c)
+			select {
+			case <-time.After(d / 4):
+			case <-ctx.Done():
+				return
+			}
+			saveProfile(ctx, t.pprof, p.name, filepath.Join(dir, p.file), say)
+		}()
+	}
+	return func() {
+		for _, c := range done {
+			<-c
+		}
+	}
 }
 
 // saveProfile fetches /debug/pprof/NAME from the platform into file.
@@ -744,6 +794,15 @@ func (o *loadgenOptions) fleetOn(ctx context.Context, t *target, devs []loadgen.
 		saveProfile(ctx, t.pprof, "heap", filepath.Join(o.dir, "server-heap-fleet.pprof"), say)
 	}
 	return f, nil
+}
+
+// quantileText is quantile q of h, or "over" its last finite bound.
+func quantileText(h loadgen.Histogram, q float64) string {
+	est, lo, hi := h.Quantile(q)
+	if hi == time.Duration(math.MaxInt64) {
+		return "over " + lo.String()
+	}
+	return est.String()
 }
 
 func ratio(a, b float64) float64 {

@@ -145,3 +145,20 @@ func TestReadProc(t *testing.T) {
 		t.Errorf("read %+v then %+v", a, b)
 	}
 }
+
+func TestStampMSRounds(t *testing.T) {
+	base := time.UnixMilli(1784000000123)
+	for _, tc := range []struct {
+		after time.Duration
+		want  int64
+	}{
+		{0, 1784000000123},
+		{499 * time.Microsecond, 1784000000123},
+		{500 * time.Microsecond, 1784000000124},
+		{999 * time.Microsecond, 1784000000124},
+	} {
+		if got := StampMS(base.Add(tc.after)); got != tc.want {
+			t.Errorf("StampMS(+%v) = %d, want %d", tc.after, got, tc.want)
+		}
+	}
+}
