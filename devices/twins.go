@@ -120,6 +120,11 @@ func (t *Twins) Run(ctx context.Context) error {
 }
 
 // Flush writes every changed twin in one transaction.
+//
+// It copies the changed twins under t.mu and encodes them after: every
+// message of every device waits for t.mu, and encoding a thousand twins
+// takes milliseconds (tens at tens of thousands), which each message
+// arriving meanwhile would wait out. Nothing is encoded under t.mu.
 func (t *Twins) Flush() error {
 	t.flushMu.Lock()
 	defer t.flushMu.Unlock()
@@ -129,19 +134,26 @@ func (t *Twins) Flush() error {
 		t.mu.Unlock()
 		return nil
 	}
-	batch := make(map[string][]byte, len(t.dirty))
+	// A copy shares State with the twin; State is replaced, never changed
+	// in place.
+	changed := make([]Twin, 0, len(t.dirty))
 	for id := range t.dirty {
 		if tw, ok := t.twins[id]; ok {
-			buf, err := json.Marshal(tw)
-			if err != nil {
-				t.mu.Unlock()
-				return fmt.Errorf("encode twin %s: %w", id, err)
-			}
-			batch[id] = buf
+			changed = append(changed, *tw)
 		}
 	}
 	clear(t.dirty)
 	t.mu.Unlock()
+
+	batch := make(map[string][]byte, len(changed))
+	for i := range changed {
+		buf, err := json.Marshal(&changed[i])
+		if err != nil {
+			t.redirty(changed)
+			return fmt.Errorf("encode twin %s: %w", changed[i].Device, err)
+		}
+		batch[changed[i].Device] = buf
+	}
 
 	err := t.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTwins)
@@ -153,15 +165,19 @@ func (t *Twins) Flush() error {
 		return nil
 	})
 	if err != nil {
-		// Mark them dirty again so the next flush retries.
-		t.mu.Lock()
-		for id := range batch {
-			t.dirty[id] = struct{}{}
-		}
-		t.mu.Unlock()
+		t.redirty(changed)
 		return fmt.Errorf("write twins: %w", err)
 	}
 	return nil
+}
+
+// redirty marks twins changed again, so the next flush retries them.
+func (t *Twins) redirty(changed []Twin) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range changed {
+		t.dirty[changed[i].Device] = struct{}{}
+	}
 }
 
 // Presence says how a status message changed a device's presence.
