@@ -62,6 +62,16 @@ func TestHistogramQuantile(t *testing.T) {
 	}
 }
 
+func TestHistogramQuantilePastLastBound(t *testing.T) {
+	// 5 of 100 samples over 5 ms: the p99 is somewhere past it.
+	h := Histogram{Bounds: []float64{0.001, 0.002, 0.005, math.Inf(1)},
+		Counts: []float64{50, 90, 95, 100}, Total: 100}
+	est, lo, hi := h.Quantile(0.99)
+	if inf := time.Duration(math.MaxInt64); est != inf || hi != inf || lo != 5*time.Millisecond {
+		t.Errorf("p99 = %v in (%v, %v], want +Inf past 5ms", est, lo, hi)
+	}
+}
+
 func TestQuantiles(t *testing.T) {
 	var d []time.Duration
 	for i := 100; i >= 1; i-- {

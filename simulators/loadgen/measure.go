@@ -141,6 +141,9 @@ func (h Histogram) Quantile(q float64) (est, lo, hi time.Duration) {
 	prevBound, prevCount := 0.0, 0.0
 	for i, b := range h.Bounds {
 		c := h.Counts[i]
+		if math.IsInf(b, 1) {
+			break // the +Inf bucket: past the last bound
+		}
 		if c >= rank {
 			f := 0.0
 			if c > prevCount {
