@@ -39,14 +39,29 @@ type busSub struct {
 // sake: in-process delivery loses nothing.
 func (b *Bus) Subscribe(filter string, qos byte,
 	h func(topic string, payload []byte, retained bool)) error {
+	return b.SubscribeMany([]string{filter}, qos, h)
+}
+
+// SubscribeMany is Subscribe for each of filters with the one handler h,
+// but it walks the broker's retained messages once for all of them: h gets
+// each retained message once for every filter it matches, as from as many
+// Subscribe calls, though not in filter order. If any filter is refused,
+// none is kept.
+func (b *Bus) SubscribeMany(filters []string, qos byte,
+	h func(topic string, payload []byte, retained bool)) error {
+	if len(filters) == 0 {
+		return nil
+	}
 	if h == nil {
-		return fmt.Errorf("subscribe %q: nil handler", clip(filter))
+		return fmt.Errorf("subscribe %q: nil handler", clip(filters[0]))
 	}
-	if qos > 2 {
-		return fmt.Errorf("subscribe %q: qos %d above 2", clip(filter), qos)
-	}
-	if !mqtt.IsValidFilter(filter, false) || mqtt.IsSharedFilter(filter) {
-		return fmt.Errorf("subscribe %q: %w", clip(filter), ErrInvalidTopic)
+	for _, filter := range filters {
+		if qos > 2 {
+			return fmt.Errorf("subscribe %q: qos %d above 2", clip(filter), qos)
+		}
+		if !mqtt.IsValidFilter(filter, false) || mqtt.IsSharedFilter(filter) {
+			return fmt.Errorf("subscribe %q: %w", clip(filter), ErrInvalidTopic)
+		}
 	}
 
 	b.mu.Lock()
@@ -54,8 +69,12 @@ func (b *Bus) Subscribe(filter string, qos byte,
 		b.mu.Unlock()
 		return ErrClosed
 	}
-	id := int(b.b.subID.Add(1))
-	b.subs = append(b.subs, busSub{filter: filter, id: id})
+	added := make([]busHandler, len(filters))
+	for i, filter := range filters {
+		id := int(b.b.subID.Add(1))
+		b.subs = append(b.subs, busSub{filter: filter, id: id})
+		added[i] = busHandler{id: id, levels: splitLevels(filter, nil), h: h}
+	}
 	b.mu.Unlock()
 
 	// Bus subscriptions are kept out of mochi's topic index: for every
@@ -65,31 +84,130 @@ func (b *Bus) Subscribe(filter string, qos byte,
 	// Mochi's Server.Subscribe would also report live retained publishes
 	// as retained, and its storage hook would save the subscription for a
 	// client that a restart then turns into a real one.
-	b.b.subs.add(busHandler{id: id, levels: splitLevels(filter, nil), h: h})
-	for _, pk := range b.b.retained(filter) {
-		h(pk.TopicName, pk.Payload, true)
-	}
+	b.b.subs.add(added...)
+	b.b.replayRetained(filters, h)
 	return nil
 }
 
-// retained returns the retained messages whose topics match filter.
+// replayRetained calls h with every retained message, once for each of
+// filters its topic matches.
 //
 // Mochi's TopicsIndex.Messages walks the topic tree for a wildcard filter
 // and reads each node's retained path without the node's lock, racing with
 // a device publishing its retained status at that moment
-// (mochi-mqtt/server#200). Its map of retained messages is locked, so a
-// wildcard filter is matched against a copy of that map instead.
-func (b *Broker) retained(filter string) []packets.Packet {
-	if !strings.ContainsAny(filter, "+#") {
-		return b.srv.Topics.Messages(filter) // a locked map lookup
-	}
-	var out []packets.Packet
-	for topic, pk := range b.srv.Topics.Retained.GetAll() {
-		if matchFilter(filter, topic) {
-			out = append(out, pk)
+// (mochi-mqtt/server#200). Its map of retained messages is locked, so
+// wildcard filters are matched against one copy of that map: at 40,000
+// devices a copy is tens of milliseconds and megabytes of garbage, so it
+// is made once for all the filters, not once for each.
+func (b *Broker) replayRetained(filters []string, h func(string, []byte, bool)) {
+	var wild []string
+	for _, f := range filters {
+		if strings.ContainsAny(f, "+#") {
+			wild = append(wild, f)
+			continue
+		}
+		for _, pk := range b.srv.Topics.Messages(f) { // a locked map lookup
+			h(pk.TopicName, pk.Payload, true)
 		}
 	}
-	return out
+	if len(wild) == 0 {
+		return
+	}
+	m := newFilterSet(wild)
+	for topic, pk := range b.srv.Topics.Retained.GetAll() {
+		for range m.matches(topic) {
+			h(pk.TopicName, pk.Payload, true)
+		}
+	}
+}
+
+// filterSet finds which of a set of filters match a topic: by comparing
+// each for a few, through a tree of their levels for many (a partition's
+// thousands of station filters).
+type filterSet struct {
+	list [][]string // each filter's levels
+	root *filterNode
+}
+
+type filterNode struct {
+	next  map[string]*filterNode // by level; "+" and "#" included
+	count int                    // filters ending here
+}
+
+// filterScan is the number of filters up to which filterSet compares each.
+const filterScan = 16
+
+func newFilterSet(filters []string) *filterSet {
+	if len(filters) <= filterScan {
+		s := &filterSet{}
+		for _, f := range filters {
+			s.list = append(s.list, splitLevels(f, nil))
+		}
+		return s
+	}
+	root := &filterNode{}
+	for _, f := range filters {
+		n := root
+		for _, level := range strings.Split(f, "/") {
+			c := n.next[level]
+			if c == nil {
+				if n.next == nil {
+					n.next = map[string]*filterNode{}
+				}
+				c = &filterNode{}
+				n.next[level] = c
+			}
+			n = c
+		}
+		n.count++
+	}
+	return &filterSet{root: root}
+}
+
+// matches returns how many of the filters match topic.
+func (s *filterSet) matches(topic string) int {
+	if s.root == nil {
+		var buf [stackLevels]string
+		levels := splitLevels(topic, buf[:0])
+		n := 0
+		for _, f := range s.list {
+			if matchLevels(f, levels) {
+				n++
+			}
+		}
+		return n
+	}
+	return s.root.matches(topic, strings.HasPrefix(topic, "$"), true)
+}
+
+// matches counts the filters below n that match the rest of a topic; first
+// is true at its first level, where a wildcard does not match a topic
+// starting with "$".
+func (n *filterNode) matches(topic string, dollar, first bool) int {
+	if n.next == nil {
+		return 0
+	}
+	total := 0
+	wild := !(first && dollar)
+	if c := n.next["#"]; c != nil && wild {
+		total += c.count // "a/#" also matches "a" [MQTT-4.7.1-2], counted at "a"'s node
+	}
+	level, rest, more := strings.Cut(topic, "/")
+	for _, key := range [2]string{level, "+"} {
+		c := n.next[key]
+		if c == nil || (key == "+" && (!wild || level == "+")) {
+			continue
+		}
+		if !more {
+			total += c.count
+			if h := c.next["#"]; h != nil {
+				total += h.count
+			}
+			continue
+		}
+		total += c.matches(rest, dollar, false)
+	}
+	return total
 }
 
 // matchFilter reports whether topic matches the subscription filter, by the
@@ -202,14 +320,14 @@ type busHandlers struct {
 	list atomic.Pointer[[]busHandler]
 }
 
-func (s *busHandlers) add(h busHandler) {
+func (s *busHandlers) add(hs ...busHandler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var next []busHandler
 	if cur := s.list.Load(); cur != nil {
 		next = append(next, *cur...)
 	}
-	next = append(next, h)
+	next = append(next, hs...)
 	s.list.Store(&next)
 }
 

@@ -8,8 +8,9 @@ import (
 )
 
 // ManySubscriber is a Bus that can make many subscriptions in few round
-// trips; a partition's thousands of station filters use it when the bus
-// offers it.
+// trips, or replay its retained messages once for all of them; ingest's
+// subscriptions (a partition's thousands of station filters, or the five
+// device channels) use it when the bus offers it.
 type ManySubscriber interface {
 	SubscribeMany(filters []string, qos byte, h func(topic string, payload []byte, retained bool)) error
 }
@@ -18,12 +19,24 @@ type ManySubscriber interface {
 // station, or with a partition, per station for its own.
 func (in *Ingest) subscribe() error {
 	if !in.o.Partition.On() {
+		var filters []string
 		for _, ch := range schemas.Channels {
-			if !ch.FromDevice() {
-				continue
+			if ch.FromDevice() {
+				filters = append(filters, schemas.DeviceFilter(ch))
 			}
-			if err := in.o.Bus.Subscribe(schemas.DeviceFilter(ch), 1, in.enqueue); err != nil {
-				return fmt.Errorf("subscribe %s: %w", ch, err)
+		}
+		// One call replays the retained messages once for every channel:
+		// the embedded broker walks its 40,000 retained statuses once
+		// rather than once a channel.
+		if many, ok := in.o.Bus.(ManySubscriber); ok {
+			if err := many.SubscribeMany(filters, 1, in.enqueue); err != nil {
+				return fmt.Errorf("subscribe to the device channels: %w", err)
+			}
+			return nil
+		}
+		for _, f := range filters {
+			if err := in.o.Bus.Subscribe(f, 1, in.enqueue); err != nil {
+				return fmt.Errorf("subscribe %s: %w", f, err)
 			}
 		}
 		return nil
