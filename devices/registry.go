@@ -179,16 +179,12 @@ func NewRegistry(db *bolt.DB, o RegistryOptions) (*Registry, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		sb, err := tx.CreateBucketIfNotExists(bucketStations)
-		if err != nil {
-			return err
-		}
-		db, err := tx.CreateBucketIfNotExists(bucketDevices)
-		if err != nil {
-			return err
-		}
-		err = sb.ForEach(func(k, v []byte) error {
+	if err := ensureBuckets(db, bucketStations, bucketDevices); err != nil {
+		return nil, fmt.Errorf("load registry: %w", err)
+	}
+	// A read transaction, so that the twins can load beside it.
+	err := db.View(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketStations).ForEach(func(k, v []byte) error {
 			var s Station
 			if err := json.Unmarshal(v, &s); err != nil {
 				return fmt.Errorf("station %s: %w", k, err)
@@ -203,7 +199,9 @@ func NewRegistry(db *bolt.DB, o RegistryOptions) (*Registry, error) {
 		if err != nil {
 			return err
 		}
-		return db.ForEach(func(k, v []byte) error {
+		bd := tx.Bucket(bucketDevices)
+		r.devices = make(map[string]*storedDevice, bd.Stats().KeyN)
+		return bd.ForEach(func(k, v []byte) error {
 			d := new(storedDevice)
 			if err := json.Unmarshal(v, d); err != nil {
 				return fmt.Errorf("device %s: %w", k, err)
@@ -219,6 +217,32 @@ func NewRegistry(db *bolt.DB, o RegistryOptions) (*Registry, error) {
 		return nil, fmt.Errorf("load registry: %w", err)
 	}
 	return r, nil
+}
+
+// ensureBuckets creates the buckets that db lacks, in a write transaction
+// only if one is missing: loading then runs in read transactions, which
+// do not wait for each other.
+func ensureBuckets(db *bolt.DB, names ...[]byte) error {
+	missing := false
+	err := db.View(func(tx *bolt.Tx) error {
+		for _, n := range names {
+			if tx.Bucket(n) == nil {
+				missing = true
+			}
+		}
+		return nil
+	})
+	if err != nil || !missing {
+		return err
+	}
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, n := range names {
+			if _, err := tx.CreateBucketIfNotExists(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // AddStation stores a new station.

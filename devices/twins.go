@@ -82,11 +82,13 @@ func NewTwins(db *bolt.DB, o TwinsOptions) (*Twins, error) {
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketTwins)
-		if err != nil {
-			return err
-		}
+	if err := ensureBuckets(db, bucketTwins); err != nil {
+		return nil, fmt.Errorf("load twins: %w", err)
+	}
+	// A read transaction, so that the registry can load beside it.
+	err := db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTwins)
+		t.twins = make(map[string]*Twin, b.Stats().KeyN)
 		return b.ForEach(func(k, v []byte) error {
 			tw := new(Twin)
 			if err := json.Unmarshal(v, tw); err != nil {

@@ -144,6 +144,8 @@ type server struct {
 	al     alertParts   // alert rules, silences
 
 	hist *devices.History // telemetry history
+
+	restoreGC func() // ends the start's relaxed garbage collection (see relaxGC)
 }
 
 // openServer checks the options and opens every part. It fails fast with a
@@ -170,7 +172,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		}
 	}
 	s := &server{o: o, log: log, loc: loc, reg: prometheus.NewRegistry(), ready: make(chan struct{}),
-		clock: simulators.NewClock(start, o.speed)}
+		clock: simulators.NewClock(start, o.speed), restoreGC: relaxGC()}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -183,11 +185,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.devs, err = devices.NewRegistry(s.db, s.registryOptions()); err != nil {
-		return nil, err
-	}
-	s.twin, err = devices.NewTwins(s.db, devices.TwinsOptions{Logger: log.With("component", "twins")})
-	if err != nil {
+	if err := s.loadDevices(); err != nil {
 		return nil, err
 	}
 	if s.ops, err = controller.NewOperators(s.db, nil); err != nil {
@@ -398,6 +396,7 @@ func (s *server) run(ctx context.Context) error {
 		devs.Go(func() error { return s.runDemo(devCtx) })
 	}
 	close(s.ready)
+	s.restoreGC()
 
 	// Stop on the caller's signal or when any part fails.
 	select {
@@ -429,6 +428,7 @@ func (s *server) isReady() error {
 
 // close releases everything open, in reverse order.
 func (s *server) close() {
+	s.restoreGC()
 	s.closeBroker()
 	if s.twin != nil {
 		if err := s.twin.Flush(); err != nil {
