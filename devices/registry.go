@@ -20,6 +20,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/waystation/waystation/internal/record"
 	"github.com/waystation/waystation/schemas"
 )
 
@@ -186,7 +187,7 @@ func NewRegistry(db *bolt.DB, o RegistryOptions) (*Registry, error) {
 	err := db.View(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketStations).ForEach(func(k, v []byte) error {
 			var s Station
-			if err := json.Unmarshal(v, &s); err != nil {
+			if err := record.Decode(v, &s); err != nil {
 				return fmt.Errorf("station %s: %w", k, err)
 			}
 			if r.owner != nil && r.owner(s.ID) != nil {
@@ -203,7 +204,7 @@ func NewRegistry(db *bolt.DB, o RegistryOptions) (*Registry, error) {
 		r.devices = make(map[string]*storedDevice, bd.Stats().KeyN)
 		return bd.ForEach(func(k, v []byte) error {
 			d := new(storedDevice)
-			if err := json.Unmarshal(v, d); err != nil {
+			if err := record.Decode(v, d); err != nil {
 				return fmt.Errorf("device %s: %w", k, err)
 			}
 			if r.owner != nil && r.owner(d.Station) != nil {

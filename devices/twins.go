@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/waystation/waystation/internal/record"
 	"github.com/waystation/waystation/schemas"
 )
 
@@ -91,7 +92,7 @@ func NewTwins(db *bolt.DB, o TwinsOptions) (*Twins, error) {
 		t.twins = make(map[string]*Twin, b.Stats().KeyN)
 		return b.ForEach(func(k, v []byte) error {
 			tw := new(Twin)
-			if err := json.Unmarshal(v, tw); err != nil {
+			if err := record.Decode(v, tw); err != nil {
 				return fmt.Errorf("twin %s: %w", k, err)
 			}
 			t.twins[tw.Device] = tw
