@@ -59,7 +59,10 @@ type Ingest struct {
 	seed   maphash.Seed
 	shards []chan inbound
 
-	messages  *prometheus.CounterVec
+	messages *prometheus.CounterVec
+	// counted holds the children of messages by channel and result, so
+	// that a message does not look its counter up by label values.
+	counted   map[schemas.Channel]*[4]prometheus.Counter
 	depth     prometheus.GaugeFunc
 	online    prometheus.GaugeFunc
 	latency   prometheus.Histogram
@@ -164,15 +167,34 @@ func NewIngest(o IngestOptions) (*Ingest, error) {
 			return nil, fmt.Errorf("register ingest metrics: %w", err)
 		}
 	}
+	in.counted = map[schemas.Channel]*[4]prometheus.Counter{}
 	for _, ch := range schemas.Channels {
 		if !ch.FromDevice() {
 			continue
 		}
-		for _, r := range []string{ResultOK, ResultInvalid, ResultUnknownDevice, ResultDropped} {
-			in.messages.WithLabelValues(string(ch), r)
+		var cs [4]prometheus.Counter
+		for i, r := range results {
+			cs[i] = in.messages.WithLabelValues(string(ch), r)
 		}
+		in.counted[ch] = &cs
 	}
 	return in, nil
+}
+
+// results are the outcomes of a message, in the order of Ingest.counted.
+var results = [4]string{ResultOK, ResultInvalid, ResultUnknownDevice, ResultDropped}
+
+// count counts a message of channel ch with result r.
+func (in *Ingest) count(ch schemas.Channel, r string) {
+	if cs, ok := in.counted[ch]; ok {
+		for i := range results {
+			if results[i] == r {
+				cs[i].Inc()
+				return
+			}
+		}
+	}
+	in.messages.WithLabelValues(string(ch), r).Inc()
 }
 
 // Observe adds a function called with every valid message, on the ingest
@@ -241,11 +263,11 @@ func (in *Ingest) enqueue(topic string, payload []byte, retained bool) {
 		}
 	}
 	in.queued.Add(-size)
-	ch := "unknown"
+	ch := schemas.Channel("unknown")
 	if t, err := schemas.ParseTopic(topic); err == nil {
-		ch = string(t.Channel)
+		ch = t.Channel
 	}
-	in.messages.WithLabelValues(ch, ResultDropped).Inc()
+	in.count(ch, ResultDropped)
 }
 
 // urgentWait is how long a message that is not telemetry waits for room in
@@ -297,7 +319,7 @@ func (in *Ingest) handle(m inbound) {
 	t, err := schemas.ParseTopic(m.topic)
 	if err != nil {
 		// The broker's ACL keeps these out; an external broker may not.
-		in.messages.WithLabelValues("unknown", ResultInvalid).Inc()
+		in.count("unknown", ResultInvalid)
 		in.refusedLog("topic:"+m.topic, "refused message on a bad topic", "topic", m.topic, "err", err)
 		return
 	}
@@ -307,7 +329,7 @@ func (in *Ingest) handle(m inbound) {
 	}
 	d, err := in.o.Registry.Device(t.Device)
 	if err != nil || d.Station != t.Station {
-		in.messages.WithLabelValues(ch, ResultUnknownDevice).Inc()
+		in.count(t.Channel, ResultUnknownDevice)
 		in.refusedLog(t.Device, "message from an unregistered device", "device", t.Device,
 			"station", t.Station, "channel", ch)
 		return
@@ -316,7 +338,7 @@ func (in *Ingest) handle(m inbound) {
 	obs := Observation{Device: d, Channel: t.Channel, At: m.at, Retained: m.retained}
 	err = in.apply(&obs, m.payload)
 	if err != nil {
-		in.messages.WithLabelValues(ch, ResultInvalid).Inc()
+		in.count(t.Channel, ResultInvalid)
 		in.o.Twins.Refused(d, fmt.Sprintf("%s: %v", ch, err), m.at)
 		in.refusedLog(d.ID, "refused invalid message", "device", d.ID, "station", d.Station,
 			"channel", ch, "err", err)
@@ -325,7 +347,7 @@ func (in *Ingest) handle(m inbound) {
 		}
 		return
 	}
-	in.messages.WithLabelValues(ch, ResultOK).Inc()
+	in.count(t.Channel, ResultOK)
 	in.latency.Observe(in.o.Now().Sub(m.at).Seconds())
 	for _, f := range in.observers {
 		f(obs)

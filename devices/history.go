@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/waystation/waystation/schemas"
 )
 
 // bucketHistory holds one bucket per device whose keys are sample times
@@ -99,6 +101,23 @@ type point struct {
 	device string
 	at     int64 // Unix nanoseconds
 	state  []byte
+	// telem, when state is nil, is the decoded telemetry whose state is
+	// encoded when the point is written or read.
+	telem *schemas.Telemetry
+}
+
+// encoded returns the point's state as JSON, appended to buf when it has
+// to be encoded, and buf.
+func (p *point) encoded(buf []byte) (state, rest []byte, err error) {
+	if p.telem == nil {
+		return p.state, buf, nil
+	}
+	n := len(buf)
+	buf, err = p.telem.AppendState(buf)
+	if err != nil {
+		return nil, buf, err
+	}
+	return buf[n:len(buf):len(buf)], buf, nil
 }
 
 // NewHistory creates the history bucket and registers the metrics.
@@ -176,11 +195,14 @@ func NewHistory(db *bolt.DB, o HistoryOptions) (*History, error) {
 // waits in memory for Run to write it, and is dropped and counted when the
 // buffer is full. State is copied.
 func (h *History) Record(device string, at time.Time, state json.RawMessage) {
-	if device == "" || at.Before(time.Unix(0, 0)) {
+	h.record(point{device: device, at: at.UnixNano(), state: bytes.Clone(state)}, at)
+}
+
+func (h *History) record(p point, at time.Time) {
+	if p.device == "" || at.Before(time.Unix(0, 0)) {
 		h.dropped.Inc()
 		return
 	}
-	p := point{device: device, at: at.UnixNano(), state: bytes.Clone(state)}
 	h.mu.Lock()
 	if len(h.pending) >= h.o.Buffer {
 		h.mu.Unlock()
@@ -196,6 +218,17 @@ func (h *History) Record(device string, at time.Time, state json.RawMessage) {
 		default:
 		}
 	}
+}
+
+// RecordTelemetry keeps the state of a decoded telemetry message of device
+// at time at, as Record does with its encoding: the state is encoded when
+// the batch is written, and the caller must not change it afterwards.
+func (h *History) RecordTelemetry(device string, at time.Time, t *schemas.Telemetry) {
+	if t == nil {
+		h.dropped.Inc()
+		return
+	}
+	h.record(point{device: device, at: at.UnixNano(), telem: t}, at)
 }
 
 // Pending is the number of samples recorded and not yet written.
@@ -262,7 +295,7 @@ func (h *History) Flush() error {
 		h.inflight = batch
 		h.mu.Unlock()
 
-		err := h.write(batch)
+		written, err := h.write(batch)
 
 		h.mu.Lock()
 		h.inflight = nil
@@ -270,26 +303,41 @@ func (h *History) Flush() error {
 		h.spare = batch[:0]
 		h.mu.Unlock()
 		if err != nil {
-			h.dropped.Add(float64(len(batch)))
+			h.dropped.Add(float64(written)) // those not encoded are counted already
 			return fmt.Errorf("write history: %w", err)
 		}
-		h.points.Add(float64(len(batch)))
+		h.points.Add(float64(written))
 	}
 }
 
 // write stores one batch, sorted by device and time, in one transaction:
 // most puts append to the end of a device's bucket.
-func (h *History) write(batch []point) error {
+func (h *History) write(batch []point) (written int, err error) {
 	start := time.Now()
-	err := h.db.Update(func(tx *bolt.Tx) error {
+	skipped := 0
+	err = h.db.Update(func(tx *bolt.Tx) error {
+		skipped = 0
 		root := tx.Bucket(bucketHistory)
 		var (
 			b    *bolt.Bucket
 			last string
 			key  [8]byte
+			// The states of decoded telemetry, encoded one after the
+			// other: bbolt keeps the values it is given until the commit.
+			arena = make([]byte, 0, 128*len(batch))
 		)
 		for i := range batch {
 			p := &batch[i]
+			var state []byte
+			var err error
+			if state, arena, err = p.encoded(arena); err != nil {
+				// Ingest refuses what cannot be encoded; should one come,
+				// it alone is lost.
+				h.dropped.Inc()
+				skipped++
+				h.log.Error("history sample not encoded", "device", p.device, "err", err)
+				continue
+			}
 			if b == nil || p.device != last {
 				var err error
 				if b, err = root.CreateBucketIfNotExists([]byte(p.device)); err != nil {
@@ -300,14 +348,14 @@ func (h *History) write(batch []point) error {
 				last = p.device
 			}
 			binary.BigEndian.PutUint64(key[:], uint64(p.at))
-			if err := b.Put(key[:], p.state); err != nil {
+			if err := b.Put(key[:], state); err != nil {
 				return fmt.Errorf("device %s: %w", p.device, err)
 			}
 		}
 		return nil
 	})
 	h.batchS.Observe(time.Since(start).Seconds())
-	return err
+	return len(batch) - skipped, err
 }
 
 // Prune deletes samples older than the retention, at most PruneBudget in
@@ -494,6 +542,10 @@ func (h *History) memory(device string, from, to int64) []point {
 	for _, list := range [][]point{h.inflight, h.pending} {
 		for _, p := range list {
 			if p.device == device && p.at >= from && p.at < to {
+				if p.telem != nil {
+					p.state, _, _ = p.encoded(nil)
+					p.telem = nil
+				}
 				mem = append(mem, p)
 			}
 		}

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/waystation/waystation/schemas"
 )
 
 // testClock is a clock the test moves.
@@ -384,4 +386,51 @@ func TestHistoryRetentionFileStopsGrowing(t *testing.T) {
 				(i+1)*10, sizes[i], highWater[i], sizes[settled], highWater[settled])
 		}
 	}
+}
+
+// Decoded telemetry is kept as it is and encoded with its batch: read
+// before and after the write, its samples are what json.Marshal makes of
+// the states, mixed in time order with encoded ones.
+func TestHistoryRecordTelemetry(t *testing.T) {
+	h, _, _ := openTestHistory(t, HistoryOptions{})
+	at := time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
+	var want []string
+	for i := range 6 {
+		when := at.Add(time.Duration(i) * time.Second)
+		if i%3 == 2 {
+			st := acState(20 + float64(i))
+			h.Record(ac.ID, when, st)
+			want = append(want, string(st))
+			continue
+		}
+		hum := 60.5 + float64(i)
+		tm := &schemas.Telemetry{Kind: schemas.KindAC, AC: &schemas.ACState{Power: true, Mode: "cool",
+			SetpointC: 26, RoomC: 28.4 + float64(i)/10, HumidityPct: &hum}}
+		h.RecordTelemetry(ac.ID, when, tm)
+		b, _ := json.Marshal(tm.AC)
+		want = append(want, string(b))
+	}
+	check := func(when string) {
+		t.Helper()
+		got, err := h.Read(ac.ID, HistoryQuery{From: at, To: at.Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d samples, want %d", when, len(got), len(want))
+		}
+		for i := range got {
+			if string(got[i].State) != want[i] || !got[i].At.Equal(at.Add(time.Duration(i)*time.Second)) {
+				t.Fatalf("%s: sample %d %s at %v, want %s", when, i, got[i].State, got[i].At, want[i])
+			}
+		}
+	}
+	check("before the write")
+	if err := h.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if h.Pending() != 0 {
+		t.Fatalf("%d pending after the flush", h.Pending())
+	}
+	check("after the write")
 }

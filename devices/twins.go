@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -61,9 +62,14 @@ type Twins struct {
 	every time.Duration
 	log   *slog.Logger
 
-	mu    sync.Mutex // guards twins and dirty
+	mu    sync.Mutex // guards twins, dirty and fresh
 	twins map[string]*Twin
 	dirty map[string]struct{}
+	// fresh holds, by device, the decoded state of telemetry applied since
+	// the twin's State was last encoded. A device reports many times
+	// between two reads or flushes of its twin, so the state is encoded
+	// when the twin is read or written, not on every message.
+	fresh map[string]schemas.Telemetry
 
 	flushMu sync.Mutex // serialises Flush
 }
@@ -76,6 +82,7 @@ func NewTwins(db *bolt.DB, o TwinsOptions) (*Twins, error) {
 		log:   o.Logger,
 		twins: map[string]*Twin{},
 		dirty: map[string]struct{}{},
+		fresh: map[string]schemas.Telemetry{},
 	}
 	if t.every <= 0 {
 		t.every = time.Second
@@ -140,14 +147,26 @@ func (t *Twins) Flush() error {
 	// A copy shares State with the twin; State is replaced, never changed
 	// in place.
 	changed := make([]Twin, 0, len(t.dirty))
+	var states []freshState
 	for id := range t.dirty {
 		if tw, ok := t.twins[id]; ok {
 			changed = append(changed, *tw)
+			if st, ok := t.fresh[id]; ok {
+				states = append(states, freshState{i: len(changed) - 1, t: st})
+			}
 		}
 	}
 	clear(t.dirty)
 	t.mu.Unlock()
 
+	for _, st := range states {
+		buf, err := st.t.AppendState(nil)
+		if err != nil { // ApplyTelemetry refuses what cannot be encoded
+			t.redirty(changed)
+			return fmt.Errorf("encode state of %s: %w", changed[st.i].Device, err)
+		}
+		changed[st.i].State = buf
+	}
 	batch := make(map[string][]byte, len(changed))
 	for i := range changed {
 		buf, err := json.Marshal(&changed[i])
@@ -171,7 +190,34 @@ func (t *Twins) Flush() error {
 		t.redirty(changed)
 		return fmt.Errorf("write twins: %w", err)
 	}
+	t.keepEncoded(changed, states)
 	return nil
+}
+
+// freshState is the unencoded state of changed twin i at a flush.
+type freshState struct {
+	i int
+	t schemas.Telemetry
+}
+
+// keepEncoded gives the twins the states a flush encoded, unless newer
+// telemetry came meanwhile.
+func (t *Twins) keepEncoded(changed []Twin, states []freshState) {
+	if len(states) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, st := range states {
+		id := changed[st.i].Device
+		cur, ok := t.fresh[id]
+		tw := t.twins[id]
+		if !ok || tw == nil || cur.State() != st.t.State() {
+			continue
+		}
+		tw.State = changed[st.i].State
+		delete(t.fresh, id)
+	}
 }
 
 // redirty marks twins changed again, so the next flush retries them.
@@ -278,9 +324,14 @@ func applyStatus(tw *Twin, st schemas.Status, at time.Time) Presence {
 // ApplyTelemetry records a telemetry message of d received at at.
 // It returns whether the message brought the device back online (a device
 // that reports is present, whatever its last status said).
+//
+// The twin keeps m's state as it is and encodes it when the twin is next
+// read or written: the caller must not change the state afterwards. The
+// error is that of a state that cannot be encoded (a number that is not
+// finite), which a decoded message never holds.
 func (t *Twins) ApplyTelemetry(d Device, m schemas.Telemetry, at time.Time) (bool, error) {
-	state, err := json.Marshal(m.State())
-	if err != nil {
+	state := m.State()
+	if err := encodable(state); err != nil {
 		return false, fmt.Errorf("encode state of %s: %w", d.ID, err)
 	}
 
@@ -288,7 +339,8 @@ func (t *Twins) ApplyTelemetry(d Device, m schemas.Telemetry, at time.Time) (boo
 	defer t.mu.Unlock()
 	tw := t.twin(d)
 	t.seen(tw, m.Meta, at)
-	tw.State = state
+	m.Meta = schemas.Meta{} // the state is kept, not the envelope
+	t.fresh[d.ID] = m
 	tw.StateAt = at
 	if tw.Online {
 		return false, nil
@@ -301,6 +353,60 @@ func (t *Twins) ApplyTelemetry(d Device, m schemas.Telemetry, at time.Time) (boo
 	tw.ConnectedSince = at
 	tw.OfflineSince = time.Time{}
 	return true, nil
+}
+
+// settle encodes the state last applied to tw, if it has not been yet.
+// t.mu must be held.
+func (t *Twins) settle(tw *Twin) {
+	m, ok := t.fresh[tw.Device]
+	if !ok {
+		return
+	}
+	delete(t.fresh, tw.Device)
+	buf, err := m.AppendState(nil)
+	if err != nil {
+		// ApplyTelemetry refused what cannot be encoded; keep the last state.
+		t.log.Error("encode twin state", "device", tw.Device, "err", err)
+		return
+	}
+	tw.State = buf
+}
+
+// encodable checks that json.Marshal takes every number of a state: the
+// only values it refuses are NaN and the infinities.
+func encodable(state any) error {
+	bad := func(fs ...*float64) error {
+		for _, f := range fs {
+			if f != nil && (math.IsNaN(*f) || math.IsInf(*f, 0)) {
+				return fmt.Errorf("json: unsupported value: %v", *f)
+			}
+		}
+		return nil
+	}
+	switch s := state.(type) {
+	case *schemas.ACState:
+		if s != nil {
+			return bad(&s.SetpointC, &s.RoomC, s.OutdoorC, s.HumidityPct, s.PowerW)
+		}
+	case *schemas.LockState:
+		if s != nil {
+			return bad(s.BatteryPct)
+		}
+	case *schemas.ChargerState:
+		if s != nil {
+			for i := range s.Slots {
+				if err := bad(s.Slots[i].SocPct, s.Slots[i].TempC); err != nil {
+					return err
+				}
+			}
+			return bad(s.CabinetC)
+		}
+	case *schemas.AEDState:
+		if s != nil {
+			return bad(&s.BatteryPct, s.CabinetC)
+		}
+	}
+	return nil
 }
 
 // Seen records a valid message of d other than status and telemetry.
@@ -344,6 +450,7 @@ func (t *Twins) Get(id string) (Twin, bool) {
 	if !ok {
 		return Twin{}, false
 	}
+	t.settle(tw)
 	return *tw, true
 }
 
@@ -352,6 +459,7 @@ func (t *Twins) All() []Twin {
 	t.mu.Lock()
 	out := make([]Twin, 0, len(t.twins))
 	for _, tw := range t.twins {
+		t.settle(tw)
 		out = append(out, *tw)
 	}
 	t.mu.Unlock()

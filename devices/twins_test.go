@@ -2,6 +2,7 @@ package devices
 
 import (
 	"encoding/json"
+	"math"
 	"path/filepath"
 	"testing"
 	"time"
@@ -174,5 +175,65 @@ func TestReplayUnchangedLeavesTwinClean(t *testing.T) {
 	}
 	if got, _ := tw.Get(ac.ID); got.Firmware != "2.2" || !got.Online {
 		t.Fatalf("twin %+v", got)
+	}
+}
+
+// The twin encodes a reported state when it is read or written, not on
+// every message: what it serves and stores is still the last state
+// reported, encoded as json.Marshal encodes it.
+func TestTwinStateIsTheLastReported(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.db")
+	db, err := OpenDB(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tw, err := NewTwins(db, TwinsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 7, 17, 4, 0, 0, 0, time.UTC)
+	var last *schemas.ACState
+	for i := range 5 {
+		room, hum := 24.5+float64(i)/10, 60.0+float64(i)
+		last = &schemas.ACState{Power: i%2 == 0, Mode: "cool", SetpointC: 26, RoomC: room,
+			HumidityPct: &hum, Fault: "E" + string(rune('1'+i))}
+		m := schemas.Telemetry{Kind: schemas.KindAC, AC: last}
+		if _, err := tw.ApplyTelemetry(ac, m, at.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 { // read in between
+			got, _ := tw.Get(ac.ID)
+			want, _ := json.Marshal(last)
+			if string(got.State) != string(want) {
+				t.Fatalf("state after 3 reports %s, want %s", got.State, want)
+			}
+		}
+	}
+	want, _ := json.Marshal(last)
+	if all := tw.All(); len(all) != 1 || string(all[0].State) != string(want) {
+		t.Fatalf("All: %+v, want state %s", all, want)
+	}
+	if err := tw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := NewTwins(db, TwinsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := again.Get(ac.ID)
+	if string(got.State) != string(want) || !got.StateAt.Equal(at.Add(4*time.Second)) {
+		t.Fatalf("stored state %s at %v, want %s", got.State, got.StateAt, want)
+	}
+
+	// A state json.Marshal cannot encode is refused at once, as before.
+	nan := math.NaN()
+	bad := schemas.Telemetry{Kind: schemas.KindAC, AC: &schemas.ACState{Mode: "cool", RoomC: 20,
+		OutdoorC: &nan}}
+	if _, err := tw.ApplyTelemetry(ac, bad, at.Add(time.Minute)); err == nil {
+		t.Fatal("a NaN state was taken")
+	}
+	if got, _ := tw.Get(ac.ID); string(got.State) != string(want) {
+		t.Fatalf("state after a refused one %s, want %s", got.State, want)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -43,14 +42,10 @@ func (s *server) openHistory() error {
 		return err
 	}
 	s.in.Observe(func(obs controller.Observation) {
-		if obs.Telem == nil {
-			return
+		if obs.Telem != nil {
+			// Encoded with the batch it is written in, not here.
+			s.hist.RecordTelemetry(obs.Device.ID, obs.At, obs.Telem)
 		}
-		state, err := json.Marshal(obs.Telem.State())
-		if err != nil {
-			return // the twin refused it already; ingest counted and logged it
-		}
-		s.hist.Record(obs.Device.ID, obs.At, state)
 	})
 	return nil
 }
