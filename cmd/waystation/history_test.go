@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,10 +55,19 @@ func TestServeKeepsHistory(t *testing.T) {
 	}
 }
 
-func TestServeHistoryRetentionFlag(t *testing.T) {
-	o := serveOptions{data: t.TempDir(), mqttAddr: ":0", httpAddr: ":0",
-		maxPacketBytes: 64 << 10, history: historyFlags{retention: time.Second}}
-	if err := o.check(); err == nil {
-		t.Fatal("a retention of a second was taken")
+func TestServeHistoryFlags(t *testing.T) {
+	for _, tc := range []struct {
+		h    historyFlags
+		want string
+	}{
+		{historyFlags{retention: time.Second}, "--history-retention 1s: want at least 1m"},
+		{historyFlags{flush: time.Millisecond}, "--history-flush 1ms: want between 100ms and 1m"},
+		{historyFlags{flush: time.Hour}, "--history-flush 1h0m0s: want between 100ms and 1m"},
+	} {
+		o := serveOptions{data: t.TempDir(), mqttAddr: ":0", httpAddr: ":0",
+			maxPacketBytes: 64 << 10, history: tc.h}
+		if err := o.check(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.h, err, tc.want)
+		}
 	}
 }

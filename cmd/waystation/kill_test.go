@@ -180,7 +180,7 @@ func TestKill9UnderLoad(t *testing.T) {
 	data := t.TempDir()
 	mqttAddr, httpAddr := freePort(t), freePort(t)
 	args := []string{"--data", data, "--mqtt", mqttAddr, "--ws", "", "--http", httpAddr,
-		"--log-level", "warn"}
+		"--log-level", "warn", "--history-flush", "1s"} // history written before the kill
 	url := "http://" + httpAddr
 	p := startServerProcess(t, args...)
 	waitHealthy(t, url, deadline, p)
@@ -269,7 +269,7 @@ func TestKill9UnderLoad(t *testing.T) {
 			t.Fatalf("command: %d", code)
 		}
 		before := map[string]uint64{}
-		time.Sleep(1500 * time.Millisecond) // a twin flush, under load
+		time.Sleep(1500 * time.Millisecond) // a twin and a history flush, under load
 		for _, d := range devs {
 			var v controller.DeviceView
 			ts.api(t, "GET", "/api/v1/devices/"+d.id, nil, &v)

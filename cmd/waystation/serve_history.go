@@ -15,11 +15,14 @@ import (
 // historyFlags are the flags of serve for telemetry history.
 type historyFlags struct {
 	retention time.Duration
+	flush     time.Duration
 }
 
 func addHistoryFlags(f *pflag.FlagSet, o *historyFlags) {
 	f.DurationVar(&o.retention, "history-retention", devices.DefaultHistoryRetention,
 		"how long telemetry history is kept (e.g. 168h, 30m)")
+	f.DurationVar(&o.flush, "history-flush", devices.DefaultHistoryFlushEvery,
+		"how often telemetry history is written to the data file; a crash loses at most this much of it")
 }
 
 // check refuses a retention that makes no sense; zero (options built in
@@ -27,6 +30,9 @@ func addHistoryFlags(f *pflag.FlagSet, o *historyFlags) {
 func (o *historyFlags) check() error {
 	if o.retention < 0 || (o.retention > 0 && o.retention < time.Minute) {
 		return fmt.Errorf("--history-retention %v: want at least 1m", o.retention)
+	}
+	if o.flush < 0 || (o.flush > 0 && (o.flush < 100*time.Millisecond || o.flush > time.Minute)) {
+		return fmt.Errorf("--history-flush %v: want between 100ms and 1m", o.flush)
 	}
 	return nil
 }
@@ -36,7 +42,7 @@ func (o *historyFlags) check() error {
 func (s *server) openHistory() error {
 	var err error
 	s.hist, err = devices.NewHistory(s.db, devices.HistoryOptions{
-		Retention: s.o.history.retention, Now: s.clock.Now, Logger: s.log, Registerer: s.reg,
+		Retention: s.o.history.retention, FlushEvery: s.o.history.flush, Now: s.clock.Now, Logger: s.log, Registerer: s.reg,
 	})
 	if err != nil {
 		return err
