@@ -38,7 +38,7 @@ bench: build
 FUZZTIME  ?= 30s
 FUZZPKGS  ?= ./schemas ./devices
 FUZZMATCH ?= .
-DEVICEFUZZ = ^Fuzz(DecodeStatus|DecodeTelemetry|DecodeEvent|DecodeCommandResult|DecodeAccessRequest|ParseTopic)$$
+DEVICEFUZZ = ^Fuzz(DecodeStatus|DecodeTelemetry|DecodeEvent|DecodeCommandResult|DecodeAccessRequest|ParseTopic|ValidJSON)$$
 fuzz:
 	@log=$$(mktemp); for p in $(FUZZPKGS); do \
 	for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz' | grep -E '$(FUZZMATCH)'); do \

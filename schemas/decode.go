@@ -643,7 +643,7 @@ type reader struct {
 
 // object checks that b is JSON and an object and hands its members to fn.
 func (r *reader) object(b []byte, fn func(key, val []byte)) bool {
-	if !json.Valid(b) {
+	if !validJSON(b) {
 		r.err = &FieldError{Reason: "not JSON"}
 		return false
 	}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // The decoders read payloads with the small scanner below rather than with
@@ -12,9 +14,23 @@ import (
 // case-insensitively and turns null into "absent", while a JSON Schema
 // validator matches keys exactly and calls null a wrong type; and
 // unmarshalling into a map allocates for every member, while the scanner only
-// slices the payload. Every function here expects input that json.Valid has
+// slices the payload. Every function here expects input that validJSON has
 // accepted: the syntax is checked once, up front, and the scanner then never
 // needs to look for errors.
+
+// validOptions make jsontext accept what encoding/json's Valid accepts:
+// by default it also refuses repeated member names and invalid UTF-8.
+var validOptions = []jsontext.Options{
+	jsontext.AllowDuplicateNames(true),
+	jsontext.AllowInvalidUTF8(true),
+}
+
+// validJSON reports whether b is one JSON value, as json.Valid does (the
+// tests and FuzzValidJSON hold it to that), in half its time: every message
+// a device sends is checked.
+func validJSON(b []byte) bool {
+	return jsontext.Value(b).IsValid(validOptions...)
+}
 
 // forMembers calls fn for every member of the JSON object b, in order, with
 // the key unescaped and the raw value. It returns false if b is not an
