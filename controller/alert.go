@@ -248,6 +248,11 @@ type Alerts struct {
 	held     atomic.Int64 // len(offline), read without the lock
 	// keys holds the key of every alert kept, read without the lock.
 	keys sync.Map
+	// keptAt counts the keys of keys by station: a message of a station
+	// without any alert kept, whose signals are all quiet, needs no
+	// lookup of its signals' keys (see Observe).
+	keptMu sync.RWMutex
+	keptAt map[string]int
 
 	stMu   sync.Mutex              // guards states; never held with mu
 	states map[string]*deviceState // rule windows, by device
@@ -321,6 +326,7 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 	}
 	e := &Alerts{o: o, log: o.Logger.With("component", "alerts"),
 		alerts: map[string]*Alert{}, byKey: map[string]*Alert{}, silences: map[string]*Silence{},
+		keptAt: map[string]int{},
 		dirty: map[string]struct{}{}, offline: map[string]offlineHold{},
 		states: map[string]*deviceState{}, wake: make(chan struct{}, 1), started: o.Now(),
 		tellWake: make(chan struct{}, 1)}
@@ -341,7 +347,7 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 			if cur, ok := e.byKey[a.key()]; !ok || alertNewer(a, cur) {
 				e.byKey[a.key()] = a
 			}
-			e.keys.Store(a.key(), struct{}{})
+			e.keep(a.key(), a.Station)
 			return nil
 		}); err != nil {
 			return err
@@ -758,9 +764,38 @@ func (e *Alerts) apply(s signal, at time.Time) (*Alert, bool) {
 	e.silence(a)
 	e.alerts[a.ID] = a
 	e.byKey[key] = a
-	e.keys.Store(key, struct{}{})
+	e.keep(key, s.station)
 	e.notify(NoticeAlertRaised, a, at)
 	return a, true
+}
+
+// keep records that an alert of key, at station, is kept.
+func (e *Alerts) keep(key, station string) {
+	if _, loaded := e.keys.LoadOrStore(key, struct{}{}); loaded {
+		return
+	}
+	e.keptMu.Lock()
+	e.keptAt[station]++
+	e.keptMu.Unlock()
+}
+
+// forget records that no alert of key, at station, is kept any more.
+func (e *Alerts) forget(key, station string) {
+	if _, loaded := e.keys.LoadAndDelete(key); !loaded {
+		return
+	}
+	e.keptMu.Lock()
+	if e.keptAt[station]--; e.keptAt[station] <= 0 {
+		delete(e.keptAt, station)
+	}
+	e.keptMu.Unlock()
+}
+
+// anyKept tells whether an alert of station is kept.
+func (e *Alerts) anyKept(station string) bool {
+	e.keptMu.RLock()
+	defer e.keptMu.RUnlock()
+	return e.keptAt[station] > 0
 }
 
 // escalationStart is when a new or reopened alert first escalates.
@@ -888,7 +923,7 @@ func (e *Alerts) Sweep() {
 			delete(e.alerts, a.ID)
 			if e.byKey[a.key()] == a {
 				delete(e.byKey, a.key())
-				e.keys.Delete(a.key())
+				e.forget(a.key(), a.Station)
 			}
 			e.dirty[a.ID] = struct{}{}
 		}

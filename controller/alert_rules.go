@@ -183,12 +183,16 @@ func (e *Alerts) Observe(obs Observation) {
 
 	need := offline || (back && e.held.Load() > 0)
 	for i := range sigs {
-		if need {
-			break
+		need = need || sigs[i].active
+	}
+	if !need && e.anyKept(d.Station) {
+		for i := range sigs {
+			_, known := e.keys.Load(alertKey(sigs[i].station, sigs[i].device, sigs[i].rule,
+				sigs[i].subject))
+			if need = known; need {
+				break
+			}
 		}
-		_, known := e.keys.Load(alertKey(sigs[i].station, sigs[i].device, sigs[i].rule,
-			sigs[i].subject))
-		need = sigs[i].active || known
 	}
 	if !need {
 		return
