@@ -36,11 +36,15 @@ const (
 	// fills those pages with several samples a rewrite when devices report
 	// often (a third less CPU for the whole server at 20,000 messages a
 	// second from 1,000 devices).
-	DefaultHistoryFlushEvery  = 5 * time.Second
-	DefaultHistoryBatch       = 65536
-	DefaultHistoryBuffer      = 1 << 18
-	DefaultHistoryPruneEvery  = time.Minute
-	DefaultHistoryPruneBudget = 200000
+	DefaultHistoryFlushEvery = 5 * time.Second
+	// A transaction holds a page for each device it writes to: many
+	// devices reporting once each between flushes are written sooner, so
+	// that a flush stays a few megabytes however many devices there are.
+	DefaultHistoryFlushDevices = 1024
+	DefaultHistoryBatch        = 65536
+	DefaultHistoryBuffer       = 1 << 18
+	DefaultHistoryPruneEvery   = time.Minute
+	DefaultHistoryPruneBudget  = 200000
 )
 
 // HistoryOptions configures History. The zero value works.
@@ -55,6 +59,9 @@ type HistoryOptions struct {
 	// Batch is how many waiting samples make Run write at once, without
 	// waiting for the next flush. Default DefaultHistoryBatch.
 	Batch int
+	// FlushDevices is how many devices with samples waiting make Run
+	// write at once. Default DefaultHistoryFlushDevices.
+	FlushDevices int
 	// Buffer bounds the samples waiting to be written; Record drops (and
 	// counts) what does not fit. Default DefaultHistoryBuffer.
 	Buffer int
@@ -96,6 +103,7 @@ type History struct {
 	inflight []point    // being written by Flush; still read by Range
 	spare    []point    // a written batch's backing array, reused
 	wake     chan struct{}
+	devs     map[string]struct{} // devices with samples pending, since pending was last emptied
 
 	flushMu   sync.Mutex // serialises Flush and Prune; guards the fields below
 	lastPrune time.Time
@@ -143,6 +151,9 @@ func NewHistory(db *bolt.DB, o HistoryOptions) (*History, error) {
 		o.Buffer = DefaultHistoryBuffer
 	}
 	o.Batch = min(o.Batch, o.Buffer)
+	if o.FlushDevices <= 0 {
+		o.FlushDevices = DefaultHistoryFlushDevices
+	}
 	if o.PruneEvery <= 0 {
 		o.PruneEvery = DefaultHistoryPruneEvery
 	}
@@ -156,7 +167,7 @@ func NewHistory(db *bolt.DB, o HistoryOptions) (*History, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &History{db: db, o: o, log: o.Logger.With("component", "history"),
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), devs: map[string]struct{}{}}
 	err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketHistory)
 		return err
@@ -215,7 +226,8 @@ func (h *History) record(p point, at time.Time) {
 		return
 	}
 	h.pending = append(h.pending, p)
-	full := len(h.pending) >= h.o.Batch
+	h.devs[p.device] = struct{}{}
+	full := len(h.pending) >= h.o.Batch || len(h.devs) >= h.o.FlushDevices
 	h.mu.Unlock()
 	if full {
 		select {
@@ -285,6 +297,9 @@ func (h *History) Flush() error {
 		}
 		batch := append(h.spare[:0], h.pending[:n]...)
 		h.spare = nil
+		if n == len(h.pending) {
+			clear(h.devs)
+		}
 		h.mu.Unlock()
 		slices.SortFunc(batch, func(a, b point) int {
 			if c := strings.Compare(a.device, b.device); c != 0 {

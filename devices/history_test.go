@@ -258,6 +258,38 @@ func TestHistoryRun(t *testing.T) {
 	}
 }
 
+// Many devices reporting once each are written once FlushDevices of them
+// wait, before the interval and well under a batch.
+func TestHistoryRunManyDevices(t *testing.T) {
+	h, _, _ := openTestHistory(t, HistoryOptions{FlushDevices: 20, FlushEvery: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	for i := range 19 {
+		h.Record(fmt.Sprintf("ys-%03d-ac", i), t0, acState(25))
+		h.Record(fmt.Sprintf("ys-%03d-ac", i), t0.Add(time.Second), acState(25))
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := testutil.ToFloat64(h.points); got != 0 {
+		t.Fatalf("%v samples of 19 devices written before the 20th reported", got)
+	}
+	h.Record("ys-019-ac", t0, acState(25))
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(h.points) != 39 {
+		if time.Now().After(deadline) {
+			t.Fatalf("20 devices waiting, %v of 39 samples written within 5 s", testutil.ToFloat64(h.points))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestHistoryPrune: samples past the retention go, on the injected clock,
 // in passes of at most the budget, and a device left without samples
 // leaves no bucket behind.
