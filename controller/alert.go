@@ -327,7 +327,7 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 	e := &Alerts{o: o, log: o.Logger.With("component", "alerts"),
 		alerts: map[string]*Alert{}, byKey: map[string]*Alert{}, silences: map[string]*Silence{},
 		keptAt: map[string]int{},
-		dirty: map[string]struct{}{}, offline: map[string]offlineHold{},
+		dirty:  map[string]struct{}{}, offline: map[string]offlineHold{},
 		states: map[string]*deviceState{}, wake: make(chan struct{}, 1), started: o.Now(),
 		tellWake: make(chan struct{}, 1)}
 	err := o.DB.Update(func(tx *bolt.Tx) error {
