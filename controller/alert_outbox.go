@@ -115,8 +115,12 @@ func (e *Alerts) keepLocked(topic string, payload []byte) error {
 }
 
 // sendKeptLocked publishes kept messages, oldest first, until none is
-// left or the bus refuses one; e.pubMu is held.
+// left or the bus refuses one; e.pubMu is held. Without a bus they stay
+// kept for a start that has one.
 func (e *Alerts) sendKeptLocked() error {
+	if e.o.Bus == nil {
+		return nil
+	}
 	sent := 0
 	defer func() {
 		if sent > 0 {

@@ -16,15 +16,21 @@ import (
 	"encoding/json"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
+
+// like1 makes the decoder match member names to fields as encoding/json
+// does: without regard to case, but with "_" and "-" significant ("seenat"
+// is not "seen_at").
+var like1 = jsonv2.JoinOptions(jsonv2.MatchCaseInsensitiveNames(true),
+	jsonv1.MatchCaseSensitiveDelimiter(true))
 
 // Decode decodes the JSON record data into *v, which it first zeroes, as
 // encoding/json.Unmarshal into a zero value would.
 func Decode[T any](data []byte, v *T) error {
 	var zero T
 	*v = zero
-	// encoding/json matches member names to fields without regard to case.
-	if jsonv2.Unmarshal(data, v, jsonv2.MatchCaseInsensitiveNames(true)) == nil {
+	if jsonv2.Unmarshal(data, v, like1) == nil {
 		return nil
 	}
 	*v = zero

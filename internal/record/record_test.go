@@ -16,7 +16,8 @@ type rec struct {
 	Inner struct {
 		Flag bool `json:"flag"`
 	} `json:"inner"`
-	Old string `json:"old,omitempty"`
+	Old    string    `json:"old,omitempty"`
+	SeenAt time.Time `json:"seen_at,omitzero"`
 }
 
 // TestDecodeAsEncodingJSON decodes inputs the fast decoder takes and ones
@@ -37,6 +38,9 @@ func TestDecodeAsEncodingJSON(t *testing.T) {
 		`{"id":"h","at":"yesterday"}`,
 		`null`,
 		`{"id":"i","raw":null,"bytes":""}`,
+		`{"id":"j","seenat":"2026-12-03T20:20:40Z"}`,  // no field of that name
+		`{"id":"k","seen-at":"2026-12-03T20:20:40Z"}`, // nor of this one
+		`{"id":"l","SEEN_AT":"2026-12-03T20:20:40Z"}`, // a name in another case
 	} {
 		var want rec
 		werr := json.Unmarshal([]byte(in), &want)
