@@ -356,7 +356,8 @@ func (s *server) run(ctx context.Context) error {
 	hs := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 
-	// Devices stop first, then the broker, then the controller.
+	// Devices stop first, then the broker, then the controller; the demo's
+	// devices after the broker (see below).
 	ctrlCtx, stopCtrl := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCtrl()
 	ctrl, ctrlCtx := errgroup.WithContext(ctrlCtx)
@@ -389,7 +390,7 @@ func (s *server) run(ctx context.Context) error {
 	}
 	s.openLogins()
 
-	devCtx, stopDevs := context.WithCancel(ctx)
+	devCtx, stopDevs := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDevs()
 	devs, devCtx := errgroup.WithContext(devCtx)
 	if s.o.demo {
@@ -403,6 +404,14 @@ func (s *server) run(ctx context.Context) error {
 	case <-ctx.Done():
 	case <-devCtx.Done():
 	case <-ctrlCtx.Done():
+	}
+	// The demo's devices live and stop with this process: stopping it is
+	// the operator's doing, not a county going dark. The broker closes
+	// first and cuts them without publishing their wills, so their twins
+	// stay online and the next start's grace covers the gap, as after a
+	// restart of the controller alone.
+	if s.o.demo {
+		s.closeBroker()
 	}
 	stopDevs()
 	derr := devs.Wait()

@@ -420,3 +420,43 @@ func requireMosquitto(t *testing.T) {
 		t.Fatalf("mosquitto_pub not installed (apt-get install -y mosquitto-clients): %v", err)
 	}
 }
+
+// TestDemoStopsWithoutAlerts: stopping serve --demo is the operator's
+// doing, not a county going dark. No device or station alert is raised by
+// the stop, nor found by the next start.
+func TestDemoStopsWithoutAlerts(t *testing.T) {
+	data := t.TempDir()
+	edit := func(o *serveOptions) {
+		o.demo, o.demoStations, o.data = true, 3, data
+		o.alerts.grace = time.Millisecond // past the start's grace at once
+	}
+	online := func(ts *testServer) {
+		var devs []controller.DeviceView
+		eventually(t, 15*time.Second, "every demo device online", func() bool {
+			if ts.api(t, "GET", "/api/v1/devices", nil, &devs) != 200 || len(devs) < 6 {
+				return false
+			}
+			for _, d := range devs {
+				if d.Twin == nil || !d.Twin.Online {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	ts := startServer(t, edit)
+	online(ts)
+	ts.stop(t)
+
+	again := startServer(t, edit)
+	var alerts []controller.Alert
+	if code := again.api(t, "GET", "/api/v1/alerts", nil, &alerts); code != 200 {
+		t.Fatalf("alerts: %d", code)
+	}
+	for _, a := range alerts {
+		if a.Rule == controller.RuleOffline || a.Rule == controller.RuleStationDown {
+			t.Errorf("after a clean stop of the demo: %s %s %s (%s)", a.Rule, a.Station, a.Device, a.State)
+		}
+	}
+	online(again)
+}
