@@ -129,8 +129,10 @@ type deviceState struct {
 	acMode  string
 	acSince time.Time
 	ac      []reading
-	// Door terminal: since when the door is open.
+	// Door terminal: since when the door is open, and whether the
+	// terminal itself reported this opening held (door_held).
 	doorOpenSince time.Time
+	doorHeldSaid  bool
 	// Charger: recent temperatures of each slot.
 	slots map[int][]reading
 }
@@ -303,7 +305,7 @@ func (e *Alerts) telemetrySignals(d devices.Device, st string, t *schemas.Teleme
 				ds.doorOpenSince = at
 			}
 		} else {
-			ds.doorOpenSince = time.Time{}
+			ds.doorOpenSince, ds.doorHeldSaid = time.Time{}, false
 		}
 		sigs = append(sigs, e.doorHeldSignal(d, st, ds, at))
 	case t.Charger != nil:
@@ -377,13 +379,20 @@ func (e *Alerts) acSignals(d devices.Device, st string, ac *schemas.ACState, at 
 			d.ID, st, ac.RoomC, ac.SetpointC, change, span))
 }
 
+// doorHeldSignal: a door open longer than Rules.DoorHeld, or one its
+// terminal reported held (terminals have thresholds of their own), until
+// it closes.
 func (e *Alerts) doorHeldSignal(d devices.Device, st string, ds *deviceState,
 	now time.Time) signal {
 	open := time.Duration(0)
 	if !ds.doorOpenSince.IsZero() {
 		open = now.Sub(ds.doorOpenSince)
 	}
-	return devSignal(d, RuleDoorHeld, SeverityMinor, open > e.o.Rules.DoorHeld,
+	active := open > e.o.Rules.DoorHeld || ds.doorHeldSaid
+	if open <= 0 {
+		return devSignal(d, RuleDoorHeld, SeverityMinor, active, "door held open at %s", st)
+	}
+	return devSignal(d, RuleDoorHeld, SeverityMinor, active,
 		"door held open for %v at %s", open.Round(time.Second), st)
 }
 
@@ -480,6 +489,8 @@ func (e *Alerts) eventSignals(d devices.Device, st string, ev *schemas.Event,
 			"door terminal tampered with at %s", st)
 		s.manual = true
 	case schemas.EventDoorHeld:
+		// Held until a report shows the door closed.
+		e.state(d).doorHeldSaid = true
 		s = devSignal(d, RuleDoorHeld, SeverityMinor, true, "door held open at %s", st)
 	case schemas.EventCabinetOpened:
 		s = e.aedOpenedSignal(d, st)

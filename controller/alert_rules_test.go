@@ -96,6 +96,37 @@ func TestAlertDoorTerminal(t *testing.T) {
 	}
 }
 
+// TestAlertDoorHeldByTerminal: a terminal that reports its door held
+// sooner than the platform's own threshold keeps the alert until a report
+// shows the door closed; the open door's telemetry in between does not
+// resolve it.
+func TestAlertDoorHeldByTerminal(t *testing.T) {
+	r := newAlertRig(t, alertRigOptions{})
+	lock := r.connect(t, "ys-a-lock")
+	lock.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
+	r.clock.Add(time.Minute)
+	lock.send(t, schemas.ChannelEvent, eventJSON(schemas.EventDoorHeld, ""))
+	held := r.alert(t, "ys-a", "ys-a-lock", RuleDoorHeld)
+	r.clock.Add(30 * time.Second)
+	lock.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
+	r.alerts.Sweep()
+	r.settle(t)
+	if a, _ := r.alerts.Get(held.ID); a.State != AlertFiring {
+		t.Fatalf("held alert %s while the door is still open", a.State)
+	}
+	lock.send(t, schemas.ChannelTelemetry, lockTelem("closed", "locked", 80, false))
+	r.resolved(t, held.ID)
+
+	// The next opening is judged afresh, by the platform's threshold.
+	lock.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
+	r.clock.Add(time.Minute)
+	lock.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
+	r.settle(t)
+	if a, _ := r.alerts.Get(held.ID); a.State != AlertResolved {
+		t.Fatalf("a new opening of a minute reopened the alert: %+v", a)
+	}
+}
+
 // TestAlertChargerSlotOverheat: a slot at 60 °C or more is critical and is
 // switched off at once with an audited command, which reaches the cabinet;
 // a slot rising 5 °C a minute is too; both resolve when the slot cools.

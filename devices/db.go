@@ -3,6 +3,7 @@ package devices
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,7 +40,13 @@ func OpenDB(path string, timeout time.Duration) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open %s: %w (is a server already running on this data folder?)",
 			path, ErrLocked)
 	}
-	if err != nil {
+	var pathErr *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("%w: the data folder must be writable by this user", err)
+	case errors.As(err, &pathErr):
+		return nil, err // it names the file
+	case err != nil:
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return db, nil

@@ -454,6 +454,19 @@ func (t *Twins) Get(id string) (Twin, bool) {
 	return *tw, true
 }
 
+// LastSeen returns the latest time any device was seen, or zero.
+func (t *Twins) LastSeen() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var last time.Time
+	for _, tw := range t.twins {
+		if tw.LastSeen.After(last) {
+			last = tw.LastSeen
+		}
+	}
+	return last
+}
+
 // All returns copies of every twin, sorted by station and device.
 func (t *Twins) All() []Twin {
 	t.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 
@@ -62,6 +63,9 @@ func newServeCmd() *cobra.Command {
 			"lets N controllers share the stations.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkServeFlags(cmd.Flags(), o); err != nil {
+				return err
+			}
 			log, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
 			if err != nil {
 				return err
@@ -99,6 +103,23 @@ func newServeCmd() *cobra.Command {
 	addAlertFlags(f, &o.alerts)
 	addHistoryFlags(f, &o.history)
 	return cmd
+}
+
+// checkServeFlags refuses what only the command line can get wrong: a
+// --speed of 0 (options built in code leave it 0 for 1), and the demo's
+// flags without --demo.
+func checkServeFlags(f *pflag.FlagSet, o serveOptions) error {
+	if f.Changed("speed") && o.speed == 0 {
+		return fmt.Errorf("--speed 0: want %g to %g", simulators.MinSpeed, simulators.MaxSpeed)
+	}
+	if !o.demo {
+		for _, name := range []string{"demo-stations", "demo-seed"} {
+			if f.Changed(name) {
+				return fmt.Errorf("--%s needs --demo", name)
+			}
+		}
+	}
+	return nil
 }
 
 // newLogger builds the process logger.
@@ -187,6 +208,15 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	}
 	if err := s.loadDevices(); err != nil {
 		return nil, err
+	}
+	// A simulated start earlier than the data folder's last report would
+	// run its times backwards (reports from the future, alerts resolved
+	// before they began): the clock resumes from that report instead.
+	if last := s.twin.LastSeen(); !start.IsZero() && start.Before(last) {
+		log.Warn("this data folder has reports from after the simulated start: resuming from the last",
+			"start", start.In(loc).Format(time.DateTime), "resume", last.In(loc).Format(time.DateTime),
+			"data", o.data)
+		s.clock = simulators.NewClock(last, o.speed)
 	}
 	if s.ops, err = controller.NewOperators(s.db, nil); err != nil {
 		return nil, err

@@ -127,7 +127,7 @@ func (s *server) startBroker() error {
 		return nil
 	}
 	if err := s.mqtt.Start(); err != nil {
-		return fmt.Errorf("start broker: %w", err)
+		return fmt.Errorf("start broker: %w (its addresses are --mqtt and --ws)", err)
 	}
 	s.log.Info("mqtt listening", "tcp", s.mqtt.TCPAddr(), "ws", s.mqtt.WSAddr())
 	return nil
@@ -161,7 +161,7 @@ func (s *server) closeBroker() {
 // only its own stations, and each station added is subscribed to before
 // the call that added it returns.
 func (s *server) registryOptions() devices.RegistryOptions {
-	o := devices.RegistryOptions{Now: s.clock.Now}
+	o := devices.RegistryOptions{Now: func() time.Time { return s.clock.Now() }}
 	p := s.o.ext.part
 	if !p.On() {
 		return o

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/waystation/waystation/controller"
+	"github.com/waystation/waystation/devices"
 	"github.com/waystation/waystation/schemas"
 )
 
@@ -357,6 +358,9 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"serve", "--tz", "Mars/Olympus"}, "--tz"},
 		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
 		{[]string{"serve", "--max-packet-bytes", "10"}, "--max-packet-bytes"},
+		{[]string{"serve", "--speed", "0"}, "--speed 0"},
+		{[]string{"serve", "--demo-stations", "5"}, "--demo-stations needs --demo"},
+		{[]string{"serve", "--demo-seed", "5"}, "--demo-seed needs --demo"},
 	} {
 		args := append(tc.args, "--data", t.TempDir())
 		_, err := runCLI(args...)
@@ -459,4 +463,44 @@ func TestDemoStopsWithoutAlerts(t *testing.T) {
 		}
 	}
 	online(again)
+}
+
+// TestRestartResumesSimulatedClock: starting again on the same data with
+// the same --start does not turn the clock back to before what the data
+// already holds; it resumes from the last report.
+func TestRestartResumesSimulatedClock(t *testing.T) {
+	data := t.TempDir()
+	edit := func(o *serveOptions) {
+		o.demo, o.demoStations, o.data = true, 2, data
+		o.start, o.speed = "2025-07-22 10:30", 600
+	}
+	start := time.Date(2025, 7, 22, 10, 30, 0, 0, time.FixedZone("CST", 8*3600))
+	ts := startServer(t, edit)
+	eventually(t, 15*time.Second, "reports ten simulated minutes after the start", func() bool {
+		return ts.s.twin.LastSeen().Sub(start) > 10*time.Minute
+	})
+	ts.stop(t)
+	db, err := devices.OpenDB(filepath.Join(data, "waystation.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twins, err := devices.NewTwins(db, devices.TwinsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := twins.LastSeen()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if last.Sub(start) < 10*time.Minute {
+		t.Fatalf("last report kept at %v", last)
+	}
+
+	again := startServer(t, edit)
+	if now := again.s.clock.Now(); now.Before(last) {
+		t.Fatalf("restarted at %v, before the last report %v", now, last)
+	}
+	if !strings.Contains(again.logs.String(), "resuming from the last") {
+		t.Errorf("the resume is not logged:\n%s", again.logs)
+	}
 }
