@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/waystation/waystation/devices"
@@ -253,6 +254,19 @@ func devSignal(d devices.Device, rule, sev string, active bool, format string,
 		format: format, args: args}
 }
 
+// devSignalOn is devSignal for the rules every message of a kind runs,
+// nearly always inactive: args builds the summary's arguments only when
+// the signal is active, since an inactive one needs no summary and boxing
+// them was a third of a telemetry message's allocations.
+func devSignalOn(d devices.Device, rule, sev string, active bool, format string,
+	args func() []any) signal {
+	s := signal{station: d.Station, device: d.ID, rule: rule, severity: sev, active: active}
+	if active {
+		s.format, s.args = format, args()
+	}
+	return s
+}
+
 // clockSignals judges the device's clock from the time its message carries.
 func (e *Alerts) clockSignals(obs Observation, sigs []signal) []signal {
 	var ts int64
@@ -273,8 +287,8 @@ func (e *Alerts) clockSignals(obs Observation, sigs []signal) []signal {
 	}
 	skew := time.Duration(ts-obs.At.UnixMilli()) * time.Millisecond
 	active := skew > e.o.Rules.ClockSkew || skew < -e.o.Rules.ClockSkew
-	return append(sigs, devSignal(obs.Device, RuleClockSkew, SeverityWarning, active,
-		"clock of %s is %s off", obs.Device.ID, skew.Round(time.Second)))
+	return append(sigs, devSignalOn(obs.Device, RuleClockSkew, SeverityWarning, active,
+		"clock of %s is %s off", func() []any { return []any{obs.Device.ID, skew.Round(time.Second)} }))
 }
 
 func (e *Alerts) telemetrySignals(d devices.Device, st string, t *schemas.Telemetry, at time.Time,
@@ -283,20 +297,21 @@ func (e *Alerts) telemetrySignals(d devices.Device, st string, t *schemas.Teleme
 	switch {
 	case t.AC != nil:
 		ac := t.AC
-		sigs = append(sigs, devSignal(d, RuleACFault, SeverityMajor, ac.Fault != "",
-			"AC %s at %s reports fault %s", d.ID, st, ac.Fault))
+		sigs = append(sigs, devSignalOn(d, RuleACFault, SeverityMajor, ac.Fault != "",
+			"AC %s at %s reports fault %s", func() []any { return []any{d.ID, st, ac.Fault} }))
 		sigs = e.acSignals(d, st, ac, at, sigs)
 	case t.Lock != nil:
 		l := t.Lock
-		sigs = append(sigs, devSignal(d, RuleBoltJammed, SeverityMajor, l.Bolt == schemas.BoltJammed,
-			"door bolt jammed at %s", st))
+		atStation := func() []any { return []any{st} }
+		sigs = append(sigs, devSignalOn(d, RuleBoltJammed, SeverityMajor, l.Bolt == schemas.BoltJammed,
+			"door bolt jammed at %s", atStation))
 		if l.BatteryPct != nil {
-			sigs = append(sigs, devSignal(d, RuleLockBattery, SeverityWarning,
+			sigs = append(sigs, devSignalOn(d, RuleLockBattery, SeverityWarning,
 				*l.BatteryPct < r.LockBatteryPct,
-				"door terminal battery at %.0f %% at %s", *l.BatteryPct, st))
+				"door terminal battery at %.0f %% at %s", func() []any { return []any{*l.BatteryPct, st} }))
 		}
-		tamper := devSignal(d, RuleTamper, SeverityCritical, l.Tamper,
-			"door terminal tampered with at %s", st)
+		tamper := devSignalOn(d, RuleTamper, SeverityCritical, l.Tamper,
+			"door terminal tampered with at %s", atStation)
 		tamper.manual = true
 		sigs = append(sigs, tamper)
 		ds := e.state(d)
@@ -310,19 +325,20 @@ func (e *Alerts) telemetrySignals(d devices.Device, st string, t *schemas.Teleme
 		sigs = append(sigs, e.doorHeldSignal(d, st, ds, at))
 	case t.Charger != nil:
 		c := t.Charger
+		atStation := func() []any { return []any{st} }
 		sigs = append(sigs,
-			devSignal(d, RuleSmoke, SeverityCritical, c.Smoke,
-				"smoke in the charger cabinet at %s", st),
-			devSignal(d, RuleMainsLost, SeverityMajor, !c.Mains,
-				"charger cabinet at %s lost mains power", st))
+			devSignalOn(d, RuleSmoke, SeverityCritical, c.Smoke,
+				"smoke in the charger cabinet at %s", atStation),
+			devSignalOn(d, RuleMainsLost, SeverityMajor, !c.Mains,
+				"charger cabinet at %s lost mains power", atStation))
 		ds := e.state(d)
 		if ds.slots == nil {
 			ds.slots = map[int][]reading{}
 		}
 		for _, sl := range c.Slots {
-			sub := fmt.Sprint(sl.Slot)
-			s := devSignal(d, RuleSlotFault, SeverityMinor, sl.State == schemas.SlotFault,
-				"charger slot %d in fault at %s", sl.Slot, st)
+			sub := strconv.Itoa(sl.Slot)
+			s := devSignalOn(d, RuleSlotFault, SeverityMinor, sl.State == schemas.SlotFault,
+				"charger slot %d in fault at %s", func() []any { return []any{sl.Slot, st} })
 			s.subject = sub
 			sigs = append(sigs, s)
 			if sl.TempC == nil {
@@ -370,13 +386,12 @@ func (e *Alerts) acSignals(d devices.Device, st string, ac *schemas.ACState, at 
 		}
 	}
 	span := r.ACWindow.Round(time.Minute)
+	args := func() []any { return []any{d.ID, st, ac.RoomC, ac.SetpointC, change, span} }
 	return append(sigs,
-		devSignal(d, RuleACNotCooling, SeverityMajor, cooling,
-			"AC %s at %s not cooling: room %.1f °C, setpoint %.1f °C, fell %.1f °C in %v",
-			d.ID, st, ac.RoomC, ac.SetpointC, change, span),
-		devSignal(d, RuleACNotHeating, SeverityMajor, heating,
-			"AC %s at %s not heating: room %.1f °C, setpoint %.1f °C, rose %.1f °C in %v",
-			d.ID, st, ac.RoomC, ac.SetpointC, change, span))
+		devSignalOn(d, RuleACNotCooling, SeverityMajor, cooling,
+			"AC %s at %s not cooling: room %.1f °C, setpoint %.1f °C, fell %.1f °C in %v", args),
+		devSignalOn(d, RuleACNotHeating, SeverityMajor, heating,
+			"AC %s at %s not heating: room %.1f °C, setpoint %.1f °C, rose %.1f °C in %v", args))
 }
 
 // doorHeldSignal: a door open longer than Rules.DoorHeld, or one its
@@ -411,13 +426,13 @@ func (e *Alerts) slotHeatSignal(d devices.Device, st string, ds *deviceState, sl
 		rate = (temp - rs[0].v) / span.Minutes()
 	}
 	hot, rising := temp >= r.SlotHotC, rate >= r.SlotRiseCPerMin
-	s := devSignal(d, RuleSlotOverheat, SeverityCritical, hot || rising,
-		"charger slot %d at %.1f °C at %s", slot, temp, st)
+	s := devSignalOn(d, RuleSlotOverheat, SeverityCritical, hot || rising,
+		"charger slot %d at %.1f °C at %s", func() []any { return []any{slot, temp, st} })
 	if rising && !hot {
 		s.format, s.args = "charger slot %d rising %.1f °C a minute (now %.1f °C) at %s",
 			[]any{slot, rate, temp, st}
 	}
-	s.subject = fmt.Sprint(slot)
+	s.subject = strconv.Itoa(slot)
 	return s
 }
 
@@ -429,32 +444,33 @@ func (e *Alerts) aedSignals(d devices.Device, st string, a *schemas.AEDState, at
 		why = "failed its self-test"
 	}
 	sigs = append(sigs,
-		devSignal(d, RuleAEDNotReady, SeverityCritical, !a.Ready || a.SelfTest == schemas.SelfTestFail,
-			"AED at %s %s", st, why),
-		devSignal(d, RuleAEDBattery, SeverityMajor, a.BatteryPct < r.AEDBatteryPct,
-			"AED battery at %.0f %% at %s", a.BatteryPct, st))
+		devSignalOn(d, RuleAEDNotReady, SeverityCritical, !a.Ready || a.SelfTest == schemas.SelfTestFail,
+			"AED at %s %s", func() []any { return []any{st, why} }),
+		devSignalOn(d, RuleAEDBattery, SeverityMajor, a.BatteryPct < r.AEDBatteryPct,
+			"AED battery at %.0f %% at %s", func() []any { return []any{a.BatteryPct, st} }))
 	opened := e.aedOpenedSignal(d, st)
 	opened.active = a.CabinetOpen
 	sigs = append(sigs, opened)
 	if a.CabinetC != nil {
 		c := *a.CabinetC
-		sigs = append(sigs, devSignal(d, RuleAEDCabinetTemp, SeverityMinor, c < r.AEDMinC || c > r.AEDMaxC,
-			"AED cabinet at %.1f °C at %s (keep within %g to %g °C)", c, st,
-			r.AEDMinC, r.AEDMaxC))
+		sigs = append(sigs, devSignalOn(d, RuleAEDCabinetTemp, SeverityMinor, c < r.AEDMinC || c > r.AEDMaxC,
+			"AED cabinet at %.1f °C at %s (keep within %g to %g °C)",
+			func() []any { return []any{c, st, r.AEDMinC, r.AEDMaxC} }))
 	}
 	if exp, err := time.ParseInLocation(time.DateOnly, a.PadsExpire, e.o.Location); err == nil {
 		y, m, dd := at.In(e.o.Location).Date()
 		today := time.Date(y, m, dd, 0, 0, 0, 0, e.o.Location)
 		days := int(math.Round(exp.Sub(today).Hours() / 24))
-		sev, summary := SeverityWarning, fmt.Sprintf("AED pads at %s expire on %s, in %d days",
-			st, a.PadsExpire, days)
+		sev := SeverityWarning
 		if days <= r.AEDPadsMajorDays {
 			sev = SeverityMajor
 		}
-		if days < 0 {
-			summary = fmt.Sprintf("AED pads at %s expired on %s", st, a.PadsExpire)
+		s := devSignalOn(d, RuleAEDPads, sev, days <= r.AEDPadsWarnDays,
+			"AED pads at %s expire on %s, in %d days", func() []any { return []any{st, a.PadsExpire, days} })
+		if s.active && days < 0 {
+			s.format, s.args = "AED pads at %s expired on %s", []any{st, a.PadsExpire}
 		}
-		sigs = append(sigs, devSignal(d, RuleAEDPads, sev, days <= r.AEDPadsWarnDays, "%s", summary))
+		sigs = append(sigs, s)
 	}
 	return sigs
 }
