@@ -248,6 +248,11 @@ func TestAlertAED(t *testing.T) {
 	if n := len(r.notes.of(NoticeAlertChanged, RuleAEDPads)); n != 1 {
 		t.Fatalf("%d change notices for the pads", n)
 	}
+	aed.send(t, schemas.ChannelTelemetry, aedTelem(true, "pass", 90, "2026-07-10", true, 20))
+	r.settle(t)
+	if a, _ := r.alerts.Get(pads.ID); !strings.Contains(a.Summary, "expired on 2026-07-10") {
+		t.Fatalf("pads expired: %+v", a)
+	}
 	aed.send(t, schemas.ChannelTelemetry, aedTelem(true, "fail", 90, "2028-01-01", false, 20))
 	r.resolved(t, pads.ID)
 	if a := r.alert(t, "ys-a", "ys-a-aed", RuleAEDNotReady); !strings.Contains(a.Summary, "self-test") {
