@@ -30,14 +30,7 @@ func TestPublishStacksSettle(t *testing.T) {
 	for i := range n {
 		creds[fmt.Sprint("dev-", i)] = struct{ station, secret string }{"st-mem", "secret"}
 	}
-	b, err := New(Options{TCPAddr: "127.0.0.1:0", Credentials: creds})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := start(t, func(o *Options) { o.Credentials = creds }).b
 	var got atomic.Int64
 	if err := b.Bus().Subscribe("waystation/v1/+/+/telemetry", 0,
 		func(string, []byte, bool) { got.Add(1) }); err != nil {
