@@ -31,6 +31,11 @@ type FleetOptions struct {
 	// taken from the clock's reading when the fleet is built. Its weather
 	// offset adds to WeatherOffsetC.
 	Scenario *Scenario
+	// ScenarioStart, when set, is the instant the scenario's times are
+	// read against instead: a run resumed on stored data starts later than
+	// its scenario did. Its steps before the fleet's start were played by
+	// the earlier run and are skipped.
+	ScenarioStart time.Time
 	// OnScenario hears of every scenario action carried out on a device,
 	// or failed; it must not block.
 	OnScenario func(ScenarioReport)
@@ -128,7 +133,11 @@ func NewFleet(o FleetOptions) (*Fleet, error) {
 		f.byID[spec.Device] = d
 	}
 	if o.Scenario != nil {
-		steps, err := o.Scenario.plan(born, o.Location, f.devices)
+		scStart := o.ScenarioStart
+		if scStart.IsZero() || scStart.After(born) {
+			scStart = born
+		}
+		steps, err := o.Scenario.plan(scStart, born, o.Location, f.devices)
 		if err != nil {
 			return nil, err
 		}

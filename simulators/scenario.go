@@ -486,10 +486,11 @@ type scenarioStep struct {
 }
 
 // plan resolves every event of sc against the fleet's devices and the
-// clock's start, in the order they happen. An event naming a device or
+// scenario's start, in the order they happen, and leaves out the steps
+// before from (played by an earlier run). An event naming a device or
 // station the fleet lacks, or one no device there can do, is a problem on
 // its line.
-func (sc *Scenario) plan(start time.Time, loc *time.Location, devs []*Device) (
+func (sc *Scenario) plan(start, from time.Time, loc *time.Location, devs []*Device) (
 	[]scenarioStep, error) {
 	e := &ScenarioError{File: sc.File}
 	byStation := map[string][]*Device{}
@@ -550,6 +551,7 @@ func (sc *Scenario) plan(start time.Time, loc *time.Location, devs []*Device) (
 	if len(e.Problems) > 0 {
 		return nil, e
 	}
+	steps = slices.DeleteFunc(steps, func(st scenarioStep) bool { return st.at.Before(from) })
 	slices.SortStableFunc(steps, func(a, b scenarioStep) int { return a.at.Compare(b.at) })
 	return steps, nil
 }

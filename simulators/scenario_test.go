@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +78,40 @@ func TestShippedScenariosParseAndPlan(t *testing.T) {
 	if seen[ActionPowerLoss] < 2 || seen[ActionCabinetOpen] != 1 || seen[ActionThermalRunaway] != 1 ||
 		seen[ActionFault]+seen[ActionJam]+seen[ActionSelfTestFail] < 3 {
 		t.Errorf("bad night does %v", seen)
+	}
+}
+
+// TestScenarioResumed: a fleet built later than its scenario's start (a
+// run resumed on stored data) keeps the scenario's times and leaves out
+// the steps already past.
+func TestScenarioResumed(t *testing.T) {
+	sc, err := LoadScenario("bad-night")
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := NewFleet(FleetOptions{Devices: countySpecs(9), Scenario: sc,
+		Clock: NewClock(sc.Start, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumeAt := whole.steps[len(whole.steps)/2].at
+	resumed, err := NewFleet(FleetOptions{Devices: countySpecs(9), Scenario: sc,
+		ScenarioStart: sc.Start, Clock: NewClock(resumeAt, 1)})
+	if err != nil {
+		t.Fatalf("resumed halfway: %v", err)
+	}
+	var want []time.Time
+	for _, st := range whole.steps {
+		if !st.at.Before(resumed.born) {
+			want = append(want, st.at)
+		}
+	}
+	var got []time.Time
+	for _, st := range resumed.steps {
+		got = append(got, st.at)
+	}
+	if len(want) == 0 || len(want) == len(whole.steps) || !slices.Equal(got, want) {
+		t.Fatalf("resumed at %v: steps %v, want %v", resumed.born, got, want)
 	}
 }
 

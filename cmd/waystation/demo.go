@@ -46,7 +46,9 @@ func (s *server) runDemo(ctx context.Context) error {
 		Clock:    s.clock,
 		Location: s.loc,
 		Scenario: sc,
-		Logger:   s.log.With("component", "demo"),
+		// A resumed run plays what is left of the scenario, on its times.
+		ScenarioStart: s.start,
+		Logger:        s.log.With("component", "demo"),
 	})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)

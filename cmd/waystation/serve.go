@@ -151,6 +151,7 @@ type server struct {
 	ready  chan struct{} // closed when everything listens and ingest is subscribed
 
 	clock *simulators.Clock // the time of the controller and the demo devices
+	start time.Time         // the simulated start asked for; the clock may resume later
 	acc   accessParts       // door access, allow-lists, usage
 
 	// notify takes every notice people are told about (alerts, commands,
@@ -218,6 +219,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 			"data", o.data)
 		s.clock = simulators.NewClock(last, o.speed)
 	}
+	s.start = start
 	if s.ops, err = controller.NewOperators(s.db, nil); err != nil {
 		return nil, err
 	}

@@ -504,3 +504,36 @@ func TestRestartResumesSimulatedClock(t *testing.T) {
 		t.Errorf("the resume is not logged:\n%s", again.logs)
 	}
 }
+
+// TestRestartResumesScenario: a demo scenario with dated events, started
+// again on its data after some of them, resumes (rather than refusing the
+// events now in the past) and plays only what is left.
+func TestRestartResumesScenario(t *testing.T) {
+	data := t.TempDir()
+	yaml := filepath.Join(t.TempDir(), "dated.yaml")
+	if err := os.WriteFile(yaml, []byte("name: dated\nstart: \"2025-07-22 10:00\"\nevents:\n"+
+		"  - at: \"2025-07-22 10:02\"\n    device: ys-001-ac\n    do: fault\n    code: P1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	edit := func(o *serveOptions) {
+		o.demo, o.demoStations, o.data = true, 2, data
+		o.demoScenario, o.speed = yaml, 600
+	}
+	ts := startServer(t, edit)
+	start := ts.s.clock.Now()
+	eventually(t, 15*time.Second, "ten simulated minutes of reports", func() bool {
+		return ts.s.twin.LastSeen().Sub(start) > 10*time.Minute
+	})
+	ts.stop(t)
+
+	again := startServer(t, edit)
+	select {
+	case err := <-again.done:
+		again.cancel = nil
+		t.Fatalf("the restart stopped: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	if !strings.Contains(again.logs.String(), "demo county running") {
+		t.Fatalf("the demo did not run again:\n%s", again.logs)
+	}
+}
