@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/waystation/waystation/devices"
 	"github.com/waystation/waystation/simulators"
@@ -48,7 +50,7 @@ func (s *server) runDemo(ctx context.Context) error {
 		Scenario: sc,
 		// A resumed run plays what is left of the scenario, on its times.
 		ScenarioStart: s.start,
-		Logger:        s.log.With("component", "demo"),
+		Logger:        slog.New(quietWhen{s.log.Handler(), &s.demoStopping}).With("component", "demo"),
 	})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -153,4 +155,27 @@ func (s *server) demoWorkers(county []simulators.CountyStation) (map[string][]st
 		}
 	}
 	return perStation, nil
+}
+
+// quietWhen passes on only warnings and errors once *stopping is set: the
+// demo's devices, cut off by the broker closing first at a stop, would
+// otherwise each say that they lost their connection.
+type quietWhen struct {
+	slog.Handler
+	stopping *atomic.Bool
+}
+
+func (q quietWhen) Enabled(ctx context.Context, l slog.Level) bool {
+	if q.stopping.Load() && l < slog.LevelWarn {
+		return false
+	}
+	return q.Handler.Enabled(ctx, l)
+}
+
+func (q quietWhen) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietWhen{q.Handler.WithAttrs(attrs), q.stopping}
+}
+
+func (q quietWhen) WithGroup(name string) slog.Handler {
+	return quietWhen{q.Handler.WithGroup(name), q.stopping}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -152,7 +153,9 @@ type server struct {
 
 	clock *simulators.Clock // the time of the controller and the demo devices
 	start time.Time         // the simulated start asked for; the clock may resume later
-	acc   accessParts       // door access, allow-lists, usage
+
+	demoStopping atomic.Bool // the demo's devices are being stopped (see quietWhen)
+	acc          accessParts // door access, allow-lists, usage
 
 	// notify takes every notice people are told about (alerts, commands,
 	// plans) to the event stream and the webhooks. It is set by
@@ -443,6 +446,7 @@ func (s *server) run(ctx context.Context) error {
 	// stay online and the next start's grace covers the gap, as after a
 	// restart of the controller alone.
 	if s.o.demo {
+		s.demoStopping.Store(true)
 		s.closeBroker()
 	}
 	stopDevs()
