@@ -374,6 +374,14 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load alerts: %w", err)
 	}
+	// A door held open when the controller stopped is held until a report
+	// shows it closed, as before the stop: its opening time and whether its
+	// terminal reported it held were only in memory.
+	for _, a := range e.byKey {
+		if a.Rule == RuleDoorHeld && a.Device != "" && a.Open() && a.Active {
+			e.states[a.Device] = &deviceState{station: a.Station, doorHeldSaid: true}
+		}
+	}
 	if err := e.metrics(); err != nil {
 		return nil, err
 	}

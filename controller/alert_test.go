@@ -236,6 +236,35 @@ func TestAlertEscalatesUnacknowledgedCriticals(t *testing.T) {
 	}
 }
 
+// TestAlertDoorHeldAcrossRestart: a door held open when the controller
+// restarts stays held while reports show it open, and resolves when one
+// shows it closed.
+func TestAlertDoorHeldAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	clock := &fakeClock{t: alertRigStart}
+	r := newAlertRig(t, alertRigOptions{dir: dir, clock: clock})
+	secrets := r.secrets
+	lock := r.connect(t, "ys-a-lock")
+	lock.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
+	clock.Add(time.Minute)
+	lock.send(t, schemas.ChannelEvent, eventJSON(schemas.EventDoorHeld, ""))
+	held := r.alert(t, "ys-a", "ys-a-lock", RuleDoorHeld)
+	lock.c.Disconnect(20)
+	r.shutdown(t)
+
+	clock.Add(time.Minute)
+	r2 := newAlertRig(t, alertRigOptions{dir: dir, clock: clock})
+	r2.secrets = secrets
+	lock2 := r2.connect(t, "ys-a-lock")
+	lock2.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
+	r2.settle(t)
+	if a, _ := r2.alerts.Get(held.ID); a.State != AlertFiring {
+		t.Fatalf("a door still open after the restart: alert %s", a.State)
+	}
+	lock2.send(t, schemas.ChannelTelemetry, lockTelem("closed", "locked", 80, false))
+	r2.resolved(t, held.ID)
+}
+
 // TestAlertRestartMidEscalation: a restart keeps the open alert, its
 // escalation level and timer; it neither loses nor repeats an alert.
 func TestAlertRestartMidEscalation(t *testing.T) {
