@@ -32,7 +32,7 @@ const (
 	maxOccupancy       = 40
 	passMinS           = 3 // a person holds the door open this long
 	passMaxS           = 9
-	heldAfter          = 60 * time.Second // a door open longer is reported held
+	heldAfter          = 5 * time.Minute // a door open longer is reported held, as the platform judges it
 	forcedOpenFor      = 20 * time.Second
 	proppedMin         = 2 * time.Minute // a door propped open in the heat
 	proppedMax         = 6 * time.Minute

@@ -217,7 +217,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	// run its times backwards (reports from the future, alerts resolved
 	// before they began): the clock resumes from that report instead.
 	if last := s.twin.LastSeen(); !start.IsZero() && start.Before(last) {
-		log.Warn("this data folder has reports from after the simulated start: resuming from the last",
+		log.Info("resuming the simulated clock from the data folder's last report",
 			"start", start.In(loc).Format(time.DateTime), "resume", last.In(loc).Format(time.DateTime),
 			"data", o.data)
 		s.clock = simulators.NewClock(last, o.speed)

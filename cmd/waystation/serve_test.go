@@ -500,7 +500,7 @@ func TestRestartResumesSimulatedClock(t *testing.T) {
 	if now := again.s.clock.Now(); now.Before(last) {
 		t.Fatalf("restarted at %v, before the last report %v", now, last)
 	}
-	if !strings.Contains(again.logs.String(), "resuming from the last") {
+	if !strings.Contains(again.logs.String(), "resuming the simulated clock") {
 		t.Errorf("the resume is not logged:\n%s", again.logs)
 	}
 }
