@@ -551,9 +551,68 @@ func (sc *Scenario) plan(start, from time.Time, loc *time.Location, devs []*Devi
 	if len(e.Problems) > 0 {
 		return nil, e
 	}
-	steps = slices.DeleteFunc(steps, func(st scenarioStep) bool { return st.at.Before(from) })
 	slices.SortStableFunc(steps, func(a, b scenarioStep) int { return a.at.Compare(b.at) })
-	return steps, nil
+	past := 0
+	for past < len(steps) && steps[past].at.Before(from) {
+		past++
+	}
+	return append(stillHeld(steps[:past], from), steps[past:]...), nil
+}
+
+// stillHeld works out what the steps an earlier run played before from
+// left in force on each device, and returns the steps that put it back, at
+// from, in their order: a fault, jam, failed self-test, runaway or
+// overheat not since recovered, mains not since restored, a cabinet not
+// since closed, the rest of a power or link cut, the last battery charge
+// and pads date set. A resumed run's devices start afresh, and without
+// them a fault under way at the stop would end with it. Momentary actions
+// (a door forced or opened) are not played again.
+func stillHeld(past []scenarioStep, from time.Time) []scenarioStep {
+	held := map[*Device][]scenarioStep{}
+	var order []*Device
+	drop := func(d *Device, actions ...string) {
+		held[d] = slices.DeleteFunc(held[d], func(s scenarioStep) bool {
+			return slices.Contains(actions, s.action)
+		})
+	}
+	for _, st := range past {
+		for _, d := range st.devices {
+			if _, seen := held[d]; !seen {
+				held[d] = nil
+				order = append(order, d)
+			}
+			one := st
+			one.at, one.devices = from, []*Device{d}
+			switch st.action {
+			case ActionForceDoor, ActionOpenDoor:
+				continue
+			case ActionRecover:
+				drop(d, ActionFault, ActionJam, ActionSelfTestFail, ActionThermalRunaway,
+					ActionOverheat, ActionMainsLoss, ActionCabinetOpen)
+				continue
+			case ActionMainsRestore:
+				drop(d, ActionMainsLoss)
+				continue
+			case ActionCabinetClose:
+				drop(d, ActionCabinetOpen)
+				continue
+			case ActionPowerLoss, ActionLinkDrop:
+				end := st.at.Add(st.event.For)
+				if !end.After(from) {
+					continue
+				}
+				one.event.For = end.Sub(from)
+			case ActionBattery, ActionPadsExpire:
+				drop(d, st.action)
+			}
+			held[d] = append(held[d], one)
+		}
+	}
+	var out []scenarioStep
+	for _, d := range order {
+		out = append(out, held[d]...)
+	}
+	return out
 }
 
 // when resolves the event's time against the run's start.

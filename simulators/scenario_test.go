@@ -108,10 +108,64 @@ func TestScenarioResumed(t *testing.T) {
 	}
 	var got []time.Time
 	for _, st := range resumed.steps {
-		got = append(got, st.at)
+		if st.at.After(resumed.born) {
+			got = append(got, st.at)
+		}
 	}
 	if len(want) == 0 || len(want) == len(whole.steps) || !slices.Equal(got, want) {
 		t.Fatalf("resumed at %v: steps %v, want %v", resumed.born, got, want)
+	}
+}
+
+// TestScenarioStillHeld: of the steps an earlier run played, a resumed
+// run plays again at its start what they left in force, device by device.
+func TestScenarioStillHeld(t *testing.T) {
+	from := time.Date(2025, 7, 22, 12, 0, 0, 0, time.UTC)
+	ac, lock, chg, aed := &Device{}, &Device{}, &Device{}, &Device{}
+	step := func(ago time.Duration, action string, d *Device, ev ScenarioEvent) scenarioStep {
+		ev.Line = int(ago / time.Minute)
+		return scenarioStep{at: from.Add(-ago), event: ev, action: action, devices: []*Device{d}}
+	}
+	past := []scenarioStep{
+		step(90*time.Minute, ActionFault, ac, ScenarioEvent{Code: "E1"}),
+		step(80*time.Minute, ActionRecover, ac, ScenarioEvent{}),
+		step(70*time.Minute, ActionFault, ac, ScenarioEvent{Code: "E2"}),                 // held
+		step(60*time.Minute, ActionBattery, lock, ScenarioEvent{Pct: 50}),                // replaced
+		step(55*time.Minute, ActionForceDoor, lock, ScenarioEvent{}),                     // momentary
+		step(50*time.Minute, ActionJam, lock, ScenarioEvent{}),                           // held
+		step(45*time.Minute, ActionBattery, lock, ScenarioEvent{Pct: 20}),                // held
+		step(40*time.Minute, ActionMainsLoss, chg, ScenarioEvent{}),                      // restored
+		step(35*time.Minute, ActionMainsRestore, chg, ScenarioEvent{}),                   // -
+		step(30*time.Minute, ActionMainsLoss, chg, ScenarioEvent{}),                      // held
+		step(25*time.Minute, ActionLinkDrop, aed, ScenarioEvent{For: 10 * time.Minute}),  // over
+		step(20*time.Minute, ActionPowerLoss, aed, ScenarioEvent{For: 30 * time.Minute}), // 10 min left
+		step(15*time.Minute, ActionCabinetOpen, aed, ScenarioEvent{}),                    // held
+	}
+	type got struct {
+		line   int
+		action string
+		d      *Device
+		left   time.Duration
+	}
+	var out []got
+	for _, st := range stillHeld(past, from) {
+		if !st.at.Equal(from) || len(st.devices) != 1 {
+			t.Fatalf("step %+v not at the resume, for one device", st)
+		}
+		left := time.Duration(0)
+		if st.action == ActionPowerLoss {
+			left = st.event.For
+		}
+		out = append(out, got{st.event.Line, st.action, st.devices[0], left})
+	}
+	want := []got{
+		{70, ActionFault, ac, 0},
+		{50, ActionJam, lock, 0}, {45, ActionBattery, lock, 0},
+		{30, ActionMainsLoss, chg, 0},
+		{20, ActionPowerLoss, aed, 10 * time.Minute}, {15, ActionCabinetOpen, aed, 0},
+	}
+	if !slices.Equal(out, want) {
+		t.Fatalf("held %+v\nwant %+v", out, want)
 	}
 }
 

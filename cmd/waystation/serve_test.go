@@ -536,4 +536,16 @@ func TestRestartResumesScenario(t *testing.T) {
 	if !strings.Contains(again.logs.String(), "demo county running") {
 		t.Fatalf("the demo did not run again:\n%s", again.logs)
 	}
+	// The fault the scenario set before the stop, never recovered, is
+	// still on: the AC reports it and its alert stays open.
+	resumed := again.s.clock.Now()
+	eventually(t, 15*time.Second, "the AC reporting after the resume", func() bool {
+		tw, ok := again.s.twin.Get("ys-001-ac")
+		return ok && tw.StateAt.Sub(resumed) > 5*time.Minute
+	})
+	var alerts []controller.Alert
+	again.api(t, "GET", "/api/v1/alerts?device=ys-001-ac&rule="+controller.RuleACFault, nil, &alerts)
+	if len(alerts) != 1 || alerts[0].State != controller.AlertFiring {
+		t.Fatalf("the AC's fault after the resume: %+v", alerts)
+	}
 }
