@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -235,16 +236,20 @@ func (r *cmdRig) waitOnline(t testing.TB, id string, online bool) {
 }
 
 // waitState waits until command id is in state and returns it.
+// A command's notice follows its state's write, so waitState waits for
+// both.
 func (r *cmdRig) waitState(t testing.TB, id, state string) CommandRecord {
 	t.Helper()
 	var rec CommandRecord
+	notice := "command." + state
 	waitUntil(t, 10*time.Second, "command "+id+" "+state, func() bool {
 		var err error
 		rec, err = r.cmds().Get(id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return rec.State == state
+		return rec.State == state &&
+			(state == CommandPending || slices.Contains(r.notes.types(id), notice))
 	})
 	return rec
 }
