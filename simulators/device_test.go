@@ -408,22 +408,23 @@ func TestPowerCutLeavesRetainedWill(t *testing.T) {
 			st, m.retained, first)
 	}
 
-	// Power back: a new connection, online again, and a boot event.
-	eventually(t, 5*time.Second, "back online", func() bool {
-		return d.Connected() && d.Conn() != first
+	// Power back: a new connection, online again, and a boot event. A cut
+	// loses what the device had not sent, so the next one waits for it.
+	boots := func() (n int) {
+		for _, e := range live.events(s.Device) {
+			if e.Type == schemas.EventBoot {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 5*time.Second, "back online and booted", func() bool {
+		return d.Connected() && d.Conn() != first && boots() == 2
 	})
 	if err := d.PowerCut(0); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "second boot", func() bool {
-		boots := 0
-		for _, e := range live.events(s.Device) {
-			if e.Type == schemas.EventBoot {
-				boots++
-			}
-		}
-		return boots == 3
-	})
+	eventually(t, 5*time.Second, "third boot", func() bool { return boots() == 3 })
 }
 
 func TestBrokerSideCutReconnectsWithNewConnection(t *testing.T) {
