@@ -142,19 +142,14 @@ func TestAlertOneDeviceDownIsNotAStation(t *testing.T) {
 // come back within the grace period page nobody, even when the whole
 // station dropped; one that stays away is paged once, after the grace.
 func TestAlertRestartRaisesNoStorm(t *testing.T) {
-	dir := t.TempDir()
-	clock := &fakeClock{t: alertRigStart}
-	r := newAlertRig(t, alertRigOptions{dir: dir, clock: clock})
-	secrets := r.secrets
+	r := newAlertRig(t, alertRigOptions{})
+	clock := r.clock
 	for _, id := range ysA {
 		r.connect(t, id)
 	}
 	r.settle(t)
-	r.shutdown(t)
 
-	clock.Add(10 * time.Minute)
-	r = newAlertRig(t, alertRigOptions{dir: dir, clock: clock})
-	r.secrets = secrets
+	r = r.restart(t, 10*time.Minute)
 	// The devices reconnect to the restarted broker, and drop again.
 	var devs []*device
 	for _, id := range ysA {

@@ -200,6 +200,18 @@ func (r *alertRig) shutdown(t testing.TB) {
 	}
 }
 
+// restart shuts the rig down, moves its clock on by away, and starts a new
+// rig on the same data file and clock, whose devices log in with the same
+// secrets.
+func (r *alertRig) restart(t testing.TB, away time.Duration) *alertRig {
+	t.Helper()
+	r.shutdown(t)
+	r.clock.Add(away)
+	again := newAlertRig(t, alertRigOptions{dir: filepath.Dir(r.dbPath), clock: r.clock})
+	again.secrets = r.secrets
+	return again
+}
+
 // noticeLog is a Notifier that records every notice.
 type noticeLog struct {
 	mu   sync.Mutex

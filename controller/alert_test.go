@@ -240,21 +240,15 @@ func TestAlertEscalatesUnacknowledgedCriticals(t *testing.T) {
 // restarts stays held while reports show it open, and resolves when one
 // shows it closed.
 func TestAlertDoorHeldAcrossRestart(t *testing.T) {
-	dir := t.TempDir()
-	clock := &fakeClock{t: alertRigStart}
-	r := newAlertRig(t, alertRigOptions{dir: dir, clock: clock})
-	secrets := r.secrets
+	r := newAlertRig(t, alertRigOptions{})
 	lock := r.connect(t, "ys-a-lock")
 	lock.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
-	clock.Add(time.Minute)
+	r.clock.Add(time.Minute)
 	lock.send(t, schemas.ChannelEvent, eventJSON(schemas.EventDoorHeld, ""))
 	held := r.alert(t, "ys-a", "ys-a-lock", RuleDoorHeld)
 	lock.c.Disconnect(20)
-	r.shutdown(t)
 
-	clock.Add(time.Minute)
-	r2 := newAlertRig(t, alertRigOptions{dir: dir, clock: clock})
-	r2.secrets = secrets
+	r2 := r.restart(t, time.Minute)
 	lock2 := r2.connect(t, "ys-a-lock")
 	lock2.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
 	r2.settle(t)
@@ -268,10 +262,8 @@ func TestAlertDoorHeldAcrossRestart(t *testing.T) {
 // TestAlertRestartMidEscalation: a restart keeps the open alert, its
 // escalation level and timer; it neither loses nor repeats an alert.
 func TestAlertRestartMidEscalation(t *testing.T) {
-	dir := t.TempDir()
-	clock := &fakeClock{t: alertRigStart}
-	r := newAlertRig(t, alertRigOptions{dir: dir, clock: clock})
-	secrets := r.secrets
+	r := newAlertRig(t, alertRigOptions{})
+	clock := r.clock
 	aed := r.connect(t, "ys-a-aed")
 	aed.send(t, schemas.ChannelTelemetry, aedTelem(false, "fail", 90, "2027-06-01", false, 20))
 	a := r.alert(t, "ys-a", "ys-a-aed", RuleAEDNotReady)
@@ -282,11 +274,8 @@ func TestAlertRestartMidEscalation(t *testing.T) {
 		t.Fatalf("escalation %d before restart", got.Escalation)
 	}
 	aed.c.Disconnect(20)
-	r.shutdown(t)
 
-	clock.Add(5 * time.Minute)
-	r2 := newAlertRig(t, alertRigOptions{dir: dir, clock: clock})
-	r2.secrets = secrets
+	r2 := r.restart(t, 5*time.Minute)
 	got, err := r2.alerts.Get(a.ID)
 	if err != nil || got.Escalation != 1 || got.State != AlertFiring ||
 		!got.NextEscalation.Equal(alertRigStart.Add(30*time.Minute)) {
