@@ -96,17 +96,25 @@ func TestAlertDoorTerminal(t *testing.T) {
 	}
 }
 
+// heldByTerminal opens ys-a-lock's door and has its terminal report it
+// held a minute later, sooner than the platform's own threshold; it
+// returns the lock and the alert that raised.
+func heldByTerminal(t *testing.T, r *alertRig) (*device, Alert) {
+	t.Helper()
+	lock := r.connect(t, "ys-a-lock")
+	lock.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
+	r.clock.Add(time.Minute)
+	lock.send(t, schemas.ChannelEvent, eventJSON(schemas.EventDoorHeld, ""))
+	return lock, r.alert(t, "ys-a", "ys-a-lock", RuleDoorHeld)
+}
+
 // TestAlertDoorHeldByTerminal: a terminal that reports its door held
 // sooner than the platform's own threshold keeps the alert until a report
 // shows the door closed; the open door's telemetry in between does not
 // resolve it.
 func TestAlertDoorHeldByTerminal(t *testing.T) {
 	r := newAlertRig(t, alertRigOptions{})
-	lock := r.connect(t, "ys-a-lock")
-	lock.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
-	r.clock.Add(time.Minute)
-	lock.send(t, schemas.ChannelEvent, eventJSON(schemas.EventDoorHeld, ""))
-	held := r.alert(t, "ys-a", "ys-a-lock", RuleDoorHeld)
+	lock, held := heldByTerminal(t, r)
 	r.clock.Add(30 * time.Second)
 	lock.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
 	r.alerts.Sweep()

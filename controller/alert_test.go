@@ -241,11 +241,7 @@ func TestAlertEscalatesUnacknowledgedCriticals(t *testing.T) {
 // shows it closed.
 func TestAlertDoorHeldAcrossRestart(t *testing.T) {
 	r := newAlertRig(t, alertRigOptions{})
-	lock := r.connect(t, "ys-a-lock")
-	lock.send(t, schemas.ChannelTelemetry, lockTelem("open", "unlocked", 80, false))
-	r.clock.Add(time.Minute)
-	lock.send(t, schemas.ChannelEvent, eventJSON(schemas.EventDoorHeld, ""))
-	held := r.alert(t, "ys-a", "ys-a-lock", RuleDoorHeld)
+	lock, held := heldByTerminal(t, r)
 	lock.c.Disconnect(20)
 
 	r2 := r.restart(t, time.Minute)
