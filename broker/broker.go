@@ -137,6 +137,8 @@ type Broker struct {
 	ws      *listener
 	started bool
 	closed  atomic.Bool // set once by Start's failure or Close; read anywhere
+	// injecting counts Bus publishes under way in mochi; see enter.
+	injecting atomic.Int64
 }
 
 // New checks o and builds a broker; nothing listens until Start.
@@ -287,11 +289,41 @@ func (b *Broker) Close() error {
 // shutdown closes mochi (listeners, clients, hooks) once; b.mu is held.
 func (b *Broker) shutdown() {
 	b.closed.Store(true)
+	b.waitInjected()
 	b.hook.stopping.Store(true)
 	b.hook.openLogins() // a held login ends with its connection
 	_ = b.srv.Close()   // always nil
 	b.metrics.unregister()
 }
+
+// enter admits a Bus publish into mochi, or refuses it (false) once the
+// broker is closing; leave ends it. Mochi's storage hook closes its file
+// when mochi closes, and a retained publish injected meanwhile would write
+// to it: shutdown marks the broker closed, then waits for the publishes
+// already admitted (waitInjected). A publish that a bus handler makes
+// from inside one admitted before the close is refused, not waited for.
+func (b *Broker) enter() bool {
+	b.injecting.Add(1)
+	if b.closed.Load() {
+		b.injecting.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (b *Broker) leave() { b.injecting.Add(-1) }
+
+// waitInjected waits, up to injectDrain, for the admitted Bus publishes.
+func (b *Broker) waitInjected() {
+	deadline := time.Now().Add(injectDrain)
+	for b.injecting.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// injectDrain bounds shutdown's wait for Bus publishes under way: a bus
+// handler may wait up to 2 s for room in a queue.
+const injectDrain = 5 * time.Second
 
 // disconnectClients sends DISCONNECT to every client of a listener and
 // closes it. It stands in for mochi's closeListenerClients, whose

@@ -267,9 +267,10 @@ func (b *Bus) Publish(topic string, qos byte, retained bool, payload []byte) err
 	b.mu.Lock()
 	closed := b.closed
 	b.mu.Unlock()
-	if closed || b.b.closed.Load() {
+	if closed || !b.b.enter() {
 		return ErrClosed
 	}
+	defer b.b.leave()
 
 	if retained && isCmdTopic(topic) {
 		b.b.hook.refuse(b.b.bus, nil, actionPublish, reasonRetainedCmd, "topic", clip(topic))

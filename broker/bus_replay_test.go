@@ -3,8 +3,10 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestFilterSetCountsLikeMatchFilter checks both ways filterSet matches
@@ -138,5 +140,33 @@ func TestBusSubscribeManyReplaysRetained(t *testing.T) {
 	}
 	if calls != 0 {
 		t.Errorf("refused SubscribeMany still delivered %d messages", calls)
+	}
+}
+
+// TestBusPublishDuringClose: retained publishes through a Bus while the
+// broker closes end in ErrClosed, never in a write to the closed store
+// (the race detector watches the store's file handle).
+func TestBusPublishDuringClose(t *testing.T) {
+	for range 5 {
+		e := start(t, func(o *Options) { o.StorePath = filepath.Join(t.TempDir(), "b.db") })
+		bus := e.b.Bus()
+		done := make(chan error, 1)
+		go func() {
+			for i := 0; ; i++ {
+				err := bus.Publish("waystation/v1/st-1/dev-1/status", 1, true,
+					[]byte(fmt.Sprintf(`{"n":%d}`, i)))
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		time.Sleep(20 * time.Millisecond)
+		if err := e.b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; !errors.Is(err, ErrClosed) {
+			t.Fatalf("publish during close: %v", err)
+		}
 	}
 }
