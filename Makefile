@@ -18,12 +18,13 @@ run: build
 
 ## test: vet and every test with the race detector, then the tests that
 ## cannot run under it (the reconnect storm: too many goroutines; the
-## stack check: its frames differ) and, for two seconds each, the fuzz
-## targets of what devices send
+## stack check: its frames differ) and, for 30,000 inputs each, the fuzz
+## targets of what devices send (a count, not a duration: a loaded
+## machine then fuzzes slower instead of racing the fuzzer's deadline)
 test: vet
 	$(GO) test -race -count=1 -timeout $(TESTTIME) ./...
 	$(GO) test -count=1 -run '^(TestReconnectStorm|TestPublishStacksSettle)$$' -timeout 5m ./broker
-	@$(MAKE) --no-print-directory fuzz FUZZTIME=2s FUZZMATCH='$(DEVICEFUZZ)'
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=30000x FUZZMATCH='$(DEVICEFUZZ)'
 
 vet:
 	$(GO) vet ./...
@@ -35,7 +36,10 @@ bench: build
 	./$(BIN) loadgen
 
 ## fuzz: each decoder fuzz target (whose name FUZZMATCH matches) for
-## FUZZTIME (default 30s)
+## FUZZTIME (default 30s, or a count such as 30000x). Go 1.26's fuzzer
+## can end a timed run with a bare "context deadline exceeded" although
+## it found nothing (go.dev/issue/75804): such a run is reported and
+## passes; any run that writes a failing input fails.
 FUZZTIME  ?= 30s
 FUZZPKGS  ?= ./schemas ./devices
 FUZZMATCH ?= .
@@ -44,8 +48,12 @@ fuzz:
 	@log=$$(mktemp); for p in $(FUZZPKGS); do \
 	for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz' | grep -E '$(FUZZMATCH)'); do \
 		echo "== $$p $$t ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p > $$log 2>&1 || \
-			{ cat $$log; rm -f $$log; exit 1; }; \
+		if ! $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p > $$log 2>&1; then \
+			if grep -q '^    context deadline exceeded$$' $$log && \
+				! grep -qE 'Failing input written|panic:|--- FAIL: .*#' $$log; then \
+				echo "   $$t: the fuzzer's own end-of-time race (go.dev/issue/75804), no failing input"; \
+			else cat $$log; rm -f $$log; exit 1; fi; \
+		fi; \
 	done; done; rm -f $$log
 
 ## soak: the long checks: each fuzz target for SOAKFUZZTIME (default 1m),
