@@ -240,7 +240,11 @@ type Alerts struct {
 	alerts   map[string]*Alert // by id
 	byKey    map[string]*Alert // the latest alert of each key
 	silences map[string]*Silence
-	seq      uint64
+	// seq and silenceSeq are the last alert and silence ids given, each
+	// kept as its bucket's sequence so that no id is given twice, even
+	// after the newest one was deleted.
+	seq        uint64
+	silenceSeq uint64
 	started  time.Time
 	dirty    map[string]struct{} // alert ids to write
 	pending  []pendingNotice     // to send once written
@@ -335,6 +339,7 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 		if err != nil {
 			return err
 		}
+		e.seq = b.Sequence()
 		if err := b.ForEach(func(k, v []byte) error {
 			a := new(Alert)
 			if err := json.Unmarshal(v, a); err != nil {
@@ -359,6 +364,7 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 		if err != nil {
 			return err
 		}
+		e.silenceSeq = sb.Sequence()
 		return sb.ForEach(func(k, v []byte) error {
 			s := new(Silence)
 			if err := json.Unmarshal(v, s); err != nil {
@@ -366,7 +372,7 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 			}
 			e.silences[s.ID] = s
 			if n, err := strconv.ParseUint(strings.TrimPrefix(s.ID, "s"), 10, 64); err == nil {
-				e.seq = max(e.seq, n)
+				e.silenceSeq = max(e.silenceSeq, n)
 			}
 			return nil
 		})
@@ -564,6 +570,7 @@ func (e *Alerts) Flush() error {
 	}
 	dirty := e.dirty
 	pending := e.pending
+	seq := e.seq
 	e.dirty, e.pending = map[string]struct{}{}, nil
 	e.mu.Unlock()
 	var err error
@@ -578,6 +585,11 @@ func (e *Alerts) Flush() error {
 	if err == nil {
 		err = e.o.DB.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketAlerts)
+			if b.Sequence() < seq {
+				if err := b.SetSequence(seq); err != nil {
+					return err
+				}
+			}
 			for _, r := range recs {
 				var err error
 				if r.del {

@@ -95,9 +95,10 @@ func (e *Alerts) AddSilence(s Silence) (Silence, error) {
 	s.CreatedAt = now
 
 	e.mu.Lock()
-	e.seq++
-	s.ID = "s" + strconv.FormatUint(e.seq, 10)
-	if err := e.putSilence(&s); err != nil {
+	e.silenceSeq++
+	s.ID = "s" + strconv.FormatUint(e.silenceSeq, 10)
+	if err := e.putSilence(&s, e.silenceSeq); err != nil {
+		e.silenceSeq--
 		e.mu.Unlock()
 		return Silence{}, err
 	}
@@ -113,13 +114,21 @@ func (e *Alerts) AddSilence(s Silence) (Silence, error) {
 	return s, e.Flush()
 }
 
-func (e *Alerts) putSilence(s *Silence) error {
+// putSilence stores s, and seq as the last silence id given when it is
+// past the stored one.
+func (e *Alerts) putSilence(s *Silence, seq uint64) error {
 	buf, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
 	err = e.o.DB.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSilences).Put([]byte(s.ID), buf)
+		b := tx.Bucket(bucketSilences)
+		if b.Sequence() < seq {
+			if err := b.SetSequence(seq); err != nil {
+				return err
+			}
+		}
+		return b.Put([]byte(s.ID), buf)
 	})
 	if err != nil {
 		return fmt.Errorf("store silence: %w", err)

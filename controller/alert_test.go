@@ -2,6 +2,7 @@ package controller
 
 import (
 	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -392,4 +393,45 @@ func TestAlertRuntimeDeviceGoesSilent(t *testing.T) {
 	}
 	ac.send(t, schemas.ChannelTelemetry, acTelem(false, "fan", 26, 27, ""))
 	r.resolved(t, a.ID)
+}
+
+// Alerts and silences are numbered apart, each without gaps, and no id is
+// given twice: not after a restart, not when the newest was deleted.
+func TestAlertAndSilenceIDs(t *testing.T) {
+	r := newAlertRig(t, alertRigOptions{})
+	silence := func(r *alertRig) string {
+		t.Helper()
+		s, err := r.alerts.AddSilence(Silence{Station: "ys-b", Reason: "painting the shelter",
+			Expires: r.clock.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.ID
+	}
+	if got := []string{silence(r), silence(r)}; !slices.Equal(got, []string{"s1", "s2"}) {
+		t.Fatalf("first silences %v, want s1 s2", got)
+	}
+	lock := r.connect(t, "ys-a-lock")
+	lock.send(t, schemas.ChannelEvent, eventJSON(schemas.EventTamper, ""))
+	if a := r.alert(t, "ys-a", "ys-a-lock", RuleTamper); a.ID != "1" {
+		t.Fatalf("first alert id %q after two silences, want 1", a.ID)
+	}
+	if _, err := r.alerts.RemoveSilence("s2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := silence(r); got != "s3" {
+		t.Fatalf("silence after the newest was removed: %s, want s3", got)
+	}
+	if _, err := r.alerts.RemoveSilence("s3"); err != nil {
+		t.Fatal(err)
+	}
+	r = r.restart(t, time.Minute)
+	if got := silence(r); got != "s4" {
+		t.Fatalf("silence after a restart that followed a removal: %s, want s4", got)
+	}
+	aed := r.connect(t, "ys-a-aed")
+	aed.send(t, schemas.ChannelEvent, eventJSON(schemas.EventCabinetOpened, ""))
+	if a := r.alert(t, "ys-a", "ys-a-aed", RuleAEDOpened); a.ID != "2" {
+		t.Fatalf("alert after a restart: id %q, want 2", a.ID)
+	}
 }
