@@ -245,11 +245,11 @@ type Alerts struct {
 	// after the newest one was deleted.
 	seq        uint64
 	silenceSeq uint64
-	started  time.Time
-	dirty    map[string]struct{} // alert ids to write
-	pending  []pendingNotice     // to send once written
-	offline  map[string]offlineHold
-	held     atomic.Int64 // len(offline), read without the lock
+	started    time.Time
+	dirty      map[string]struct{} // alert ids to write
+	pending    []pendingNotice     // to send once written
+	offline    map[string]offlineHold
+	held       atomic.Int64 // len(offline), read without the lock
 	// keys holds the key of every alert kept, read without the lock.
 	keys sync.Map
 	// keptAt counts the keys of keys by station: a message of a station
