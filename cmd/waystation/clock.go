@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -62,4 +64,28 @@ func (c *serverClock) now() time.Time {
 		return time.Now()
 	}
 	return c.at.Add(time.Since(c.got))
+}
+
+// simTime is a log handler that adds the simulated time, as "sim" in the
+// server's zone, to every line: a line's own time is the machine's, which
+// log collectors and other processes go by, while alerts, commands and
+// the API speak of the simulated one (serve --speed, --start).
+type simTime struct {
+	slog.Handler
+	now func() time.Time
+	loc *time.Location
+}
+
+func (h simTime) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(slog.String("sim", h.now().In(h.loc).Format(time.DateTime)))
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h simTime) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return simTime{h.Handler.WithAttrs(attrs), h.now, h.loc}
+}
+
+func (h simTime) WithGroup(name string) slog.Handler {
+	return simTime{h.Handler.WithGroup(name), h.now, h.loc}
 }

@@ -223,6 +223,10 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		s.clock = simulators.NewClock(last, o.speed)
 	}
 	s.start = start
+	if !start.IsZero() || s.clock.Speed() != 1 {
+		log = slog.New(simTime{log.Handler(), s.clock.Now, loc})
+		s.log = log
+	}
 	if s.ops, err = controller.NewOperators(s.db, nil); err != nil {
 		return nil, err
 	}

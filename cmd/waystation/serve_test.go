@@ -549,3 +549,24 @@ func TestRestartResumesScenario(t *testing.T) {
 		t.Fatalf("the AC's fault after the resume: %+v", alerts)
 	}
 }
+
+// TestLogLinesCarrySimulatedTime: on a simulated clock every log line also
+// gives the simulated time, in the server's zone; on the real one none does.
+func TestLogLinesCarrySimulatedTime(t *testing.T) {
+	sim := startServer(t, func(o *serveOptions) { o.start = "2025-07-22 10:30" })
+	sim.stop(t)
+	listening := ""
+	for line := range strings.Lines(sim.logs.String()) {
+		if strings.Contains(line, `msg="http listening"`) {
+			listening = line
+		}
+	}
+	if !strings.Contains(listening, `sim="2025-07-22 10:3`) {
+		t.Errorf("a log line on a simulated clock without its time:\n%s", sim.logs)
+	}
+	real := startServer(t, nil)
+	real.stop(t)
+	if strings.Contains(real.logs.String(), "sim=") {
+		t.Errorf("a log line on the real clock gives a simulated time:\n%s", real.logs)
+	}
+}
