@@ -45,16 +45,19 @@ FUZZPKGS  ?= ./schemas ./devices
 FUZZMATCH ?= .
 DEVICEFUZZ = ^Fuzz(DecodeStatus|DecodeTelemetry|DecodeEvent|DecodeCommandResult|DecodeAccessRequest|ParseTopic|ValidJSON)$$
 fuzz:
-	@log=$$(mktemp); for p in $(FUZZPKGS); do \
-	for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz' | grep -E '$(FUZZMATCH)'); do \
-		echo "== $$p $$t ($(FUZZTIME))"; \
+	@log=$$(mktemp); ran=0; for p in $(FUZZPKGS); do \
+	if ! list=$$($(GO) test -list '^Fuzz' $$p 2>&1); then \
+		echo "$$list"; echo "fuzz: cannot list the fuzz targets of $$p"; rm -f $$log; exit 1; fi; \
+	for t in $$(echo "$$list" | grep '^Fuzz' | grep -E '$(FUZZMATCH)'); do \
+		ran=$$((ran+1)); echo "== $$p $$t ($(FUZZTIME))"; \
 		if ! $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p > $$log 2>&1; then \
 			if grep -q '^    context deadline exceeded$$' $$log && \
 				! grep -qE 'Failing input written|panic:|--- FAIL: .*#' $$log; then \
 				echo "   $$t: the fuzzer's own end-of-time race (go.dev/issue/75804), no failing input"; \
 			else cat $$log; rm -f $$log; exit 1; fi; \
 		fi; \
-	done; done; rm -f $$log
+	done; done; rm -f $$log; \
+	if [ $$ran -eq 0 ]; then echo "fuzz: no fuzz target matches FUZZMATCH=$(FUZZMATCH)"; exit 1; fi
 
 ## soak: the long checks: each fuzz target for SOAKFUZZTIME (default 1m),
 ## a reconnect storm of SOAKDEVICES (default 5000) devices, four kill -9s
