@@ -365,7 +365,7 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 			return err
 		}
 		e.silenceSeq = sb.Sequence()
-		return sb.ForEach(func(k, v []byte) error {
+		if err := sb.ForEach(func(k, v []byte) error {
 			s := new(Silence)
 			if err := json.Unmarshal(v, s); err != nil {
 				return fmt.Errorf("silence %s: %w", k, err)
@@ -375,7 +375,23 @@ func NewAlerts(o AlertOptions) (*Alerts, error) {
 				e.silenceSeq = max(e.silenceSeq, n)
 			}
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		// A file written before the buckets kept their sequences numbered
+		// alerts and silences from one counter, started again at the
+		// highest id of either: ids up to that may have been given to
+		// either kind already (and be in notice keys), so neither counter
+		// starts below it, and both are kept from now on.
+		if b.Sequence() == 0 || sb.Sequence() == 0 {
+			shared := max(e.seq, e.silenceSeq)
+			e.seq, e.silenceSeq = shared, shared
+			if err := b.SetSequence(e.seq); err != nil {
+				return err
+			}
+			return sb.SetSequence(e.silenceSeq)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load alerts: %w", err)

@@ -2,12 +2,14 @@ package controller
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/waystation/waystation/devices"
 	"github.com/waystation/waystation/schemas"
@@ -433,5 +435,59 @@ func TestAlertAndSilenceIDs(t *testing.T) {
 	aed.send(t, schemas.ChannelEvent, eventJSON(schemas.EventCabinetOpened, ""))
 	if a := r.alert(t, "ys-a", "ys-a-aed", RuleAEDOpened); a.ID != "2" {
 		t.Fatalf("alert after a restart: id %q, want 2", a.ID)
+	}
+}
+
+// TestAlertIDsFromAnOlderFile: a data file from before alerts and silences
+// kept their own counters numbered both from one, so after it is opened
+// neither kind may give an id at or below the highest of either.
+func TestAlertIDsFromAnOlderFile(t *testing.T) {
+	r := newAlertRig(t, alertRigOptions{})
+	lock := r.connect(t, "ys-a-lock")
+	lock.send(t, schemas.ChannelEvent, eventJSON(schemas.EventTamper, ""))
+	if a := r.alert(t, "ys-a", "ys-a-lock", RuleTamper); a.ID != "1" {
+		t.Fatalf("first alert id %q, want 1", a.ID)
+	}
+	for range 4 {
+		if _, err := r.alerts.AddSilence(Silence{Station: "ys-b", Reason: "painting the shelter",
+			Expires: r.clock.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The older file: the same records, no sequences kept.
+	r.shutdown(t)
+	db, err := bolt.Open(r.dbPath, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketAlerts, bucketSilences} {
+			if err := tx.Bucket(name).SetSequence(0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Add(time.Minute)
+	again := newAlertRig(t, alertRigOptions{dir: filepath.Dir(r.dbPath), clock: r.clock})
+	again.secrets = r.secrets
+
+	aed := again.connect(t, "ys-a-aed")
+	aed.send(t, schemas.ChannelEvent, eventJSON(schemas.EventCabinetOpened, ""))
+	if a := again.alert(t, "ys-a", "ys-a-aed", RuleAEDOpened); a.ID != "5" {
+		t.Fatalf("alert after opening the older file: id %q, want 5 (s4 was the highest id)", a.ID)
+	}
+	s, err := again.alerts.AddSilence(Silence{Station: "ys-b", Reason: "painting the shelter",
+		Expires: again.clock.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ID != "s5" {
+		t.Fatalf("silence after opening the older file: %s, want s5", s.ID)
 	}
 }
