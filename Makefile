@@ -39,24 +39,27 @@ bench: build
 ## FUZZTIME (default 30s, or a count such as 30000x). Go 1.26's fuzzer
 ## can end a timed run with a bare "context deadline exceeded" although
 ## it found nothing (go.dev/issue/75804): such a run is reported and
-## passes; any run that writes a failing input fails.
+## passes; any run that was minimizing, or wrote a failing input to the
+## package's testdata/fuzz, fails.
 FUZZTIME  ?= 30s
 FUZZPKGS  ?= ./schemas ./devices
 FUZZMATCH ?= .
 DEVICEFUZZ = ^Fuzz(DecodeStatus|DecodeTelemetry|DecodeEvent|DecodeCommandResult|DecodeAccessRequest|ParseTopic|ValidJSON)$$
 fuzz:
-	@log=$$(mktemp); ran=0; for p in $(FUZZPKGS); do \
+	@log=$$(mktemp); stamp=$$(mktemp); ran=0; for p in $(FUZZPKGS); do \
 	if ! list=$$($(GO) test -list '^Fuzz' $$p 2>&1); then \
-		echo "$$list"; echo "fuzz: cannot list the fuzz targets of $$p"; rm -f $$log; exit 1; fi; \
+		echo "$$list"; echo "fuzz: cannot list the fuzz targets of $$p"; rm -f $$log $$stamp; exit 1; fi; \
 	for t in $$(echo "$$list" | grep '^Fuzz' | grep -E '$(FUZZMATCH)'); do \
 		ran=$$((ran+1)); echo "== $$p $$t ($(FUZZTIME))"; \
+		touch $$stamp; \
 		if ! $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p > $$log 2>&1; then \
 			if grep -q '^    context deadline exceeded$$' $$log && \
-				! grep -qE 'Failing input written|panic:|--- FAIL: .*#' $$log; then \
+				! grep -qE 'Failing input written|minimizing .*failing input|panic:|fatal error:|--- FAIL: Fuzz[^ ]*/' $$log && \
+				[ -z "$$(find $$p/testdata/fuzz/$$t -type f -newer $$stamp 2>/dev/null)" ]; then \
 				echo "   $$t: the fuzzer's own end-of-time race (go.dev/issue/75804), no failing input"; \
-			else cat $$log; rm -f $$log; exit 1; fi; \
+			else cat $$log; rm -f $$log $$stamp; exit 1; fi; \
 		fi; \
-	done; done; rm -f $$log; \
+	done; done; rm -f $$log $$stamp; \
 	if [ $$ran -eq 0 ]; then echo "fuzz: no fuzz target matches FUZZMATCH=$(FUZZMATCH)"; exit 1; fi
 
 ## soak: the long checks: each fuzz target for SOAKFUZZTIME (default 1m),
