@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -67,25 +68,54 @@ func (c *serverClock) now() time.Time {
 }
 
 // simTime is a log handler that adds the simulated time, as "sim" in the
-// server's zone, to every line: a line's own time is the machine's, which
-// log collectors and other processes go by, while alerts, commands and
-// the API speak of the simulated one (serve --speed, --start).
+// server's zone with its offset, to every line: a line's own time is the
+// machine's, which log collectors and other processes go by, while alerts,
+// commands and the API speak of the simulated one (serve --speed,
+// --start). "sim" comes first among a line's attributes and outside any
+// group the logger opened, wherever the line is logged.
 type simTime struct {
-	slog.Handler
-	now func() time.Time
-	loc *time.Location
+	base slog.Handler                      // the wrapped handler, before any With
+	with []func(slog.Handler) slog.Handler // the WithAttrs and WithGroup since, in order
+	cur  slog.Handler                      // base with them applied
+	now  func() time.Time
+	loc  *time.Location
 }
 
+// simTimeFormat names the instant even when a daylight-saving change
+// repeats an hour.
+const simTimeFormat = "2006-01-02 15:04:05 -07:00"
+
+func newSimTime(h slog.Handler, now func() time.Time, loc *time.Location) simTime {
+	return simTime{base: h, cur: h, now: now, loc: loc}
+}
+
+func (h simTime) Enabled(ctx context.Context, l slog.Level) bool { return h.cur.Enabled(ctx, l) }
+
 func (h simTime) Handle(ctx context.Context, r slog.Record) error {
-	r = r.Clone()
-	r.AddAttrs(slog.String("sim", h.now().In(h.loc).Format(time.DateTime)))
-	return h.Handler.Handle(ctx, r)
+	out := h.base.WithAttrs([]slog.Attr{
+		slog.String("sim", h.now().In(h.loc).Format(simTimeFormat))})
+	for _, f := range h.with {
+		out = f(out)
+	}
+	return out.Handle(ctx, r)
 }
 
 func (h simTime) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return simTime{h.Handler.WithAttrs(attrs), h.now, h.loc}
+	if len(attrs) == 0 {
+		return h
+	}
+	return h.then(func(x slog.Handler) slog.Handler { return x.WithAttrs(attrs) })
 }
 
 func (h simTime) WithGroup(name string) slog.Handler {
-	return simTime{h.Handler.WithGroup(name), h.now, h.loc}
+	if name == "" {
+		return h
+	}
+	return h.then(func(x slog.Handler) slog.Handler { return x.WithGroup(name) })
+}
+
+func (h simTime) then(f func(slog.Handler) slog.Handler) simTime {
+	h.with = append(slices.Clip(h.with), f)
+	h.cur = f(h.cur)
+	return h
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"testing"
@@ -132,5 +134,36 @@ func TestServerClockHeaders(t *testing.T) {
 	c.observe(h)
 	if _, off := time.Now().In(c.location()).Zone(); off != 8*3600 {
 		t.Errorf("unknown zone name: offset %d, want +08:00's", off)
+	}
+}
+
+// TestSimTimeHandler: "sim" comes first among a line's attributes and
+// outside the logger's groups, with the zone's offset, so the hour a
+// daylight-saving change repeats is logged as two different times.
+func TestSimTimeHandler(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2025, 10, 26, 0, 30, 0, 0, time.UTC) // 02:30 CEST
+	var buf bytes.Buffer
+	base := slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}})
+	log := slog.New(newSimTime(base, func() time.Time { return at }, berlin))
+
+	log.With("component", "alerts").WithGroup("req").Info("first", "path", "/x")
+	log.Debug("below the level")
+	at = at.Add(time.Hour) // 02:30 CET
+	log.WithGroup("").With().Info("second")
+
+	want := `level=INFO msg=first sim="2025-10-26 02:30:00 +02:00" component=alerts req.path=/x` + "\n" +
+		`level=INFO msg=second sim="2025-10-26 02:30:00 +01:00"` + "\n"
+	if got := buf.String(); got != want {
+		t.Errorf("logged\n%s\nwant\n%s", got, want)
 	}
 }

@@ -216,16 +216,20 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	// A simulated start earlier than the data folder's last report would
 	// run its times backwards (reports from the future, alerts resolved
 	// before they began): the clock resumes from that report instead.
-	if last := s.twin.LastSeen(); !start.IsZero() && start.Before(last) {
-		log.Info("resuming the simulated clock from the data folder's last report",
-			"start", start.In(loc).Format(time.DateTime), "resume", last.In(loc).Format(time.DateTime),
-			"data", o.data)
+	last := s.twin.LastSeen()
+	resume := !start.IsZero() && start.Before(last)
+	if resume {
 		s.clock = simulators.NewClock(last, o.speed)
 	}
 	s.start = start
 	if !start.IsZero() || s.clock.Speed() != 1 {
-		log = slog.New(simTime{log.Handler(), s.clock.Now, loc})
+		log = slog.New(newSimTime(log.Handler(), s.clock.Now, loc))
 		s.log = log
+	}
+	if resume {
+		log.Info("resuming the simulated clock from the data folder's last report",
+			"start", start.In(loc).Format(time.DateTime), "resume", last.In(loc).Format(time.DateTime),
+			"data", o.data)
 	}
 	if s.ops, err = controller.NewOperators(s.db, nil); err != nil {
 		return nil, err

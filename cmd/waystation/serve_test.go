@@ -500,8 +500,16 @@ func TestRestartResumesSimulatedClock(t *testing.T) {
 	if now := again.s.clock.Now(); now.Before(last) {
 		t.Fatalf("restarted at %v, before the last report %v", now, last)
 	}
-	if !strings.Contains(again.logs.String(), "resuming the simulated clock") {
+	resumed := ""
+	for line := range strings.Lines(again.logs.String()) {
+		if strings.Contains(line, "resuming the simulated clock") {
+			resumed = line
+		}
+	}
+	if resumed == "" {
 		t.Errorf("the resume is not logged:\n%s", again.logs)
+	} else if !strings.Contains(resumed, ` sim="`) {
+		t.Errorf("the resume's line gives no simulated time: %s", resumed)
 	}
 }
 
