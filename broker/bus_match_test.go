@@ -36,14 +36,7 @@ func TestMatchFilter(t *testing.T) {
 // retained statuses are published; under the race detector this caught
 // mochi's unlocked walk of the topic tree.
 func TestBusWildcardSubscribeWhileRetaining(t *testing.T) {
-	b, err := New(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := start(t, nil).b
 	bus := b.Bus()
 	defer bus.Close()
 

@@ -48,14 +48,7 @@ func TestFilterSetCountsLikeMatchFilter(t *testing.T) {
 // one call: each retained message comes once per filter it matches, live
 // messages likewise, and a refused filter keeps none of them.
 func TestBusSubscribeManyReplaysRetained(t *testing.T) {
-	b, err := New(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := start(t, nil).b
 	bus := b.Bus()
 	defer bus.Close()
 
@@ -130,7 +123,7 @@ func TestBusSubscribeManyReplaysRetained(t *testing.T) {
 	other := b.Bus()
 	defer other.Close()
 	var calls int
-	err = other.SubscribeMany([]string{"waystation/v1/+/+/telemetry", "bad/#/filter"}, 1,
+	err := other.SubscribeMany([]string{"waystation/v1/+/+/telemetry", "bad/#/filter"}, 1,
 		func(string, []byte, bool) { calls++ })
 	if !errors.Is(err, ErrInvalidTopic) {
 		t.Fatalf("SubscribeMany with a bad filter: err %v, want ErrInvalidTopic", err)

@@ -138,16 +138,7 @@ func fillColdStart(b *testing.B, o serveOptions, log *slog.Logger, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := s.devs.AddStations(stations); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.devs.Provision(list); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.run(ctx) }()
-	<-s.ready
+	stop := runRegistered(b, s, stations, list)
 	bus := s.mqtt.Bus()
 	for _, d := range list {
 		if err := bus.Publish(schemas.DeviceTopic(d.Station, d.ID, schemas.ChannelTelemetry), 0,
@@ -174,9 +165,28 @@ func fillColdStart(b *testing.B, o serveOptions, log *slog.Logger, n int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	stop()
+}
+
+// runRegistered registers stations and list on s, runs it until it is
+// ready, and returns what stops it and reports its error.
+func runRegistered(b *testing.B, s *server, stations []devices.Station, list []devices.Device) (stop func()) {
+	b.Helper()
+	if err := s.devs.AddStations(stations); err != nil {
 		b.Fatal(err)
+	}
+	if _, err := s.devs.Provision(list); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx) }()
+	<-s.ready
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
 	}
 }
 

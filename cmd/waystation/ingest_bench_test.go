@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"os"
 	"runtime"
@@ -52,22 +51,7 @@ func BenchmarkServeIngest(b *testing.B) {
 		}
 		list = append(list, devices.Device{ID: d.ID, Station: d.Station, Kind: schemas.KindAC})
 	}
-	if err := s.devs.AddStations(stations); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.devs.Provision(list); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-	<-s.ready
+	defer runRegistered(b, s, stations, list)()
 	bus := s.bus()
 
 	// Every device online, as after its connection.
