@@ -189,12 +189,7 @@ func TestStationsNearestCLI(t *testing.T) {
 	ts.addStation(t, "ys-near", "", "24h", 32.630, 116.270)
 	ts.addStation(t, "ys-far", "", "24h", 32.650, 116.290)
 	ts.register(t, "ys-near", "ys-near-charger", schemas.KindCharger)
-	secret := ts.register(t, "ys-far", "ys-far-charger", schemas.KindCharger)
-	d, err := connectDevice(t, ts.mqtt, "ys-far", "ys-far-charger", secret, deviceOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.publish(t, schemas.ChannelStatus, true, `{"online":true,"kind":"charger","conn":"c1"}`)
+	d := ts.online(t, "ys-far", "ys-far-charger", schemas.KindCharger, "c1")
 	d.publish(t, schemas.ChannelTelemetry, false,
 		`{"slots":[{"slot":1,"state":"empty"},{"slot":2,"state":"full"}],"smoke":false,"mains":true}`)
 	eventually(t, 5*time.Second, "the charger's twin", func() bool {

@@ -141,6 +141,20 @@ func (ts *testServer) register(t *testing.T, station, device string, kind schema
 	return nd.Secret
 }
 
+// online registers a device, connects it over MQTT and has it report
+// itself online on connection conn.
+func (ts *testServer) online(t *testing.T, station, id string, kind schemas.Kind, conn string) *device {
+	t.Helper()
+	secret := ts.register(t, station, id, kind)
+	d, err := connectDevice(t, ts.mqtt, station, id, secret, deviceOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.publish(t, schemas.ChannelStatus, true,
+		fmt.Sprintf(`{"online":true,"kind":%q,"conn":%q}`, kind, conn))
+	return d
+}
+
 // twin reads a device through the CLI, as an operator would.
 func (ts *testServer) twinCLI(t *testing.T, device string) controller.DeviceView {
 	t.Helper()

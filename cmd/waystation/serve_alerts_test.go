@@ -17,12 +17,7 @@ import (
 func TestCleanStopUnderAlertsWarnsNot(t *testing.T) {
 	data := t.TempDir()
 	ts := startServer(t, func(o *serveOptions) { o.data = data })
-	secret := ts.register(t, "ys-001", "ys-001-ac", schemas.KindAC)
-	d, err := connectDevice(t, ts.mqtt, "ys-001", "ys-001-ac", secret, deviceOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.publish(t, schemas.ChannelStatus, true, `{"online":true,"kind":"ac","conn":"m1"}`)
+	d := ts.online(t, "ys-001", "ys-001-ac", schemas.KindAC, "m1")
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
