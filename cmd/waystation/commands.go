@@ -80,7 +80,7 @@ func newACSetCmd() *cobra.Command {
 			"(auto, low, mid, high). A device that is away gets the command when it is back,\n" +
 			"unless it expired first; with --wait the answers are shown.",
 		Example: "  waystation ac set --station ys-001 --power on --mode cool --setpoint 26\n" +
-			"  waystation ac set --station ys-001 --device ys-001-ac1 --power off --wait 30s",
+			"  waystation ac set --station ys-001 --device ys-001-ac --power off --wait 30s",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := s.check(); err != nil {
@@ -230,7 +230,7 @@ func newChargerSlotCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "slot DEVICE SLOT on|off",
 		Short:   "Switch one slot of a charger cabinet on or off",
-		Example: "  waystation charger slot ys-001-charger 3 off --reason \"slot 3 at 63 °C\"",
+		Example: "  waystation charger slot ys-001-chg 3 off --reason \"slot 3 at 63 °C\"",
 		Args:    cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			slot, err := strconv.Atoi(a[1])

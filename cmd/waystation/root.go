@@ -1,6 +1,10 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 )
 
@@ -31,5 +35,30 @@ func newRootCmd() *cobra.Command {
 	addBrokerCmd(root)
 	addAlertsCmd(root)
 	addMaintenanceCmds(root)
+	helpOnlyGroups(root)
 	return root
+}
+
+// helpOnlyGroups makes every command that only groups others (stations,
+// alerts, ...) print its help when called alone and refuse anything else,
+// so that a mistyped subcommand ("stations lst") fails instead of printing
+// the help and exiting 0.
+func helpOnlyGroups(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		helpOnlyGroups(sub)
+	}
+	if c.HasParent() && c.HasSubCommands() && !c.Runnable() {
+		c.SuggestionsMinimumDistance = 2
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if near := cmd.SuggestionsFor(args[0]); len(near) > 0 {
+				msg += "; did you mean " + strings.Join(near, " or ") + "?"
+			}
+			return errors.New(msg + " (see " + cmd.CommandPath() + " --help)")
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
 }

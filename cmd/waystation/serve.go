@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -106,12 +108,39 @@ func newServeCmd() *cobra.Command {
 	return cmd
 }
 
+// zeroAllowed names the number flags whose 0 means something of its own.
+var zeroAllowed = map[string]bool{
+	"max-msgs-per-second": true, // no limit
+	"demo-seed":           true, // a seed like any other
+}
+
 // checkServeFlags refuses what only the command line can get wrong: a
-// --speed of 0 (options built in code leave it 0 for 1), and the demo's
-// flags without --demo.
+// number flag given as 0 (options built in code leave it 0 for its
+// default), and the demo's flags without --demo.
 func checkServeFlags(f *pflag.FlagSet, o serveOptions) error {
 	if f.Changed("speed") && o.speed == 0 {
 		return fmt.Errorf("--speed 0: want %g to %g", simulators.MinSpeed, simulators.MaxSpeed)
+	}
+	// Options built in code leave a number at 0 for its default; on the
+	// command line a 0 is more likely meant as "none" or "at once", which
+	// the default is not, so it is refused rather than quietly replaced.
+	var zero error
+	f.VisitAll(func(fl *pflag.Flag) {
+		switch fl.Value.Type() {
+		case "duration", "int", "float64", "uint32":
+		default:
+			return
+		}
+		if zero != nil || !fl.Changed || zeroAllowed[fl.Name] {
+			return
+		}
+		if v := fl.Value.String(); v == "0" || v == "0s" {
+			zero = fmt.Errorf("--%s 0: give a value above 0, or leave the flag out for its default (%s)",
+				fl.Name, fl.DefValue)
+		}
+	})
+	if zero != nil {
+		return zero
 	}
 	if !o.demo {
 		for _, name := range []string{"demo-stations", "demo-seed"} {
@@ -206,9 +235,17 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(
 		collectors.ProcessCollectorOpts{}))
 
+	_, statErr := os.Stat(o.data)
 	s.db, err = devices.OpenDB(filepath.Join(o.data, "waystation.db"), time.Second)
 	if err != nil {
 		return nil, err
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// A mistyped --data would otherwise start an empty platform with a
+		// new admin token and nothing else to say so.
+		abs, _ := filepath.Abs(o.data)
+		log.Warn("the data folder did not exist and was created: the platform starts empty",
+			"data", abs)
 	}
 	if err := s.loadDevices(); err != nil {
 		return nil, err
@@ -231,7 +268,7 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 			"start", start.In(loc).Format(time.DateTime), "resume", last.In(loc).Format(time.DateTime),
 			"data", o.data)
 	}
-	if s.ops, err = controller.NewOperators(s.db, nil); err != nil {
+	if s.ops, err = controller.NewOperators(s.db, s.clock.Now); err != nil {
 		return nil, err
 	}
 	tokenFile := filepath.Join(o.data, "admin.token")
@@ -382,6 +419,19 @@ func (o *serveOptions) check() error {
 	return nil
 }
 
+// consoleURL is where a browser on this machine finds the console served
+// on addr.
+func consoleURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}
+
 // run starts every part and blocks until ctx ends, then stops them in order.
 func (s *server) run(ctx context.Context) error {
 	defer s.close()
@@ -394,7 +444,8 @@ func (s *server) run(ctx context.Context) error {
 		return fmt.Errorf("--http %q: %w", s.o.httpAddr, err)
 	}
 	s.httpLn = ln
-	s.log.Info("http listening", "addr", ln.Addr().String())
+	s.log.Info("http listening", "addr", ln.Addr().String(), "console", consoleURL(ln.Addr()),
+		"admin_token_file", filepath.Join(s.o.data, "admin.token"))
 	// No write timeout: a live event stream is a response that lasts.
 	hs := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}

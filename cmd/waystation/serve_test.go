@@ -359,6 +359,10 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
 		{[]string{"serve", "--max-packet-bytes", "10"}, "--max-packet-bytes"},
 		{[]string{"serve", "--speed", "0"}, "--speed 0"},
+		{[]string{"serve", "--alert-grace", "0"}, "--alert-grace 0: give a value above 0"},
+		{[]string{"serve", "--history-flush", "0s"}, "--history-flush 0: give a value above 0"},
+		{[]string{"serve", "--access-rate", "0"}, "--access-rate 0: give a value above 0"},
+		{[]string{"serve", "--webhook-max-pending", "0"}, "default (10000)"},
 		{[]string{"serve", "--demo-stations", "5"}, "--demo-stations needs --demo"},
 		{[]string{"serve", "--demo-seed", "5"}, "--demo-seed needs --demo"},
 	} {
@@ -367,6 +371,24 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want one naming %s", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestNewDataFolderSaysSo: a data folder that did not exist is created and
+// a warning says the platform starts empty (a mistyped --data); a folder
+// that exists gets no such line.
+func TestNewDataFolderSaysSo(t *testing.T) {
+	fresh := filepath.Join(t.TempDir(), "typo", "data")
+	ts := startServer(t, func(o *serveOptions) { o.data = fresh })
+	ts.stop(t)
+	const warning = `level=WARN msg="the data folder did not exist and was created`
+	if !strings.Contains(ts.logs.String(), warning) {
+		t.Errorf("a new data folder without a warning:\n%s", ts.logs)
+	}
+	again := startServer(t, func(o *serveOptions) { o.data = fresh })
+	again.stop(t)
+	if strings.Contains(again.logs.String(), warning) {
+		t.Errorf("an existing data folder called new:\n%s", again.logs)
 	}
 }
 
