@@ -12,9 +12,11 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/waystation
 
-## run: the embedded default with a simulated county of 129 stations
+## run: the embedded default with a simulated county of 129 stations;
+## RUNFLAGS adds serve flags (other addresses, say)
+RUNFLAGS ?=
 run: build
-	./$(BIN) serve --demo --demo-scenario hot-july-day --start "2025-07-22 10:30" --speed 10
+	./$(BIN) serve --demo --demo-scenario hot-july-day --start "2025-07-22 10:30" --speed 10 $(RUNFLAGS)
 
 ## test: vet and every test with the race detector, then the tests that
 ## cannot run under it (the reconnect storm: too many goroutines; the

@@ -244,8 +244,12 @@ func openServer(o serveOptions, log *slog.Logger) (_ *server, err error) {
 		// A mistyped --data would otherwise start an empty platform with a
 		// new admin token and nothing else to say so.
 		abs, _ := filepath.Abs(o.data)
-		log.Warn("the data folder did not exist and was created: the platform starts empty",
-			"data", abs)
+		if o.demo {
+			log.Info("created the data folder", "data", abs)
+		} else {
+			log.Warn("the data folder did not exist and was created: the platform starts empty",
+				"data", abs)
+		}
 	}
 	if err := s.loadDevices(); err != nil {
 		return nil, err
