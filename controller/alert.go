@@ -298,7 +298,7 @@ type offlineHold struct {
 	station string
 	since   time.Time // when it went offline
 	due     time.Time // raise no earlier than this
-	how     string    // "will" or "silence"
+	how     string    // "status" (offline status or will) or "silence"
 }
 
 // NewAlerts loads the stored alerts and silences and registers metrics.

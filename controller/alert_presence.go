@@ -178,7 +178,7 @@ func (e *Alerts) sweepOffline(now time.Time) {
 func (e *Alerts) raiseOffline(id, station string, parent string, now time.Time) {
 	h := e.offline[id]
 	e.unhold(id)
-	why := "it left its last will"
+	why := "its connection closed or dropped"
 	if h.how == "silence" {
 		why = "it stopped reporting"
 	}

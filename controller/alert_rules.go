@@ -204,7 +204,7 @@ func (e *Alerts) Observe(obs Observation) {
 	e.mu.Lock()
 	switch {
 	case offline:
-		e.deviceOffline(d.ID, d.Station, obs.At, "will")
+		e.deviceOffline(d.ID, d.Station, obs.At, "status")
 	case back:
 		e.unhold(d.ID)
 	}
