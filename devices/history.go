@@ -45,6 +45,9 @@ const (
 	DefaultHistoryBuffer       = 1 << 18
 	DefaultHistoryPruneEvery   = time.Minute
 	DefaultHistoryPruneBudget  = 200000
+	// A device reports every few seconds at most; what it sends faster is
+	// kept at this resolution (see HistoryOptions.Resolution).
+	DefaultHistoryResolution = time.Second
 )
 
 // HistoryOptions configures History. The zero value works.
@@ -72,8 +75,14 @@ type HistoryOptions struct {
 	// large backlog is pruned over several flushes instead of one long
 	// write. Default DefaultHistoryPruneBudget.
 	PruneBudget int
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// Resolution is the finest the history keeps a device: a sample in the
+	// same Resolution-long slot of the clock as the device's latest sample
+	// still waiting to be written replaces it, so a device reporting many
+	// times a second costs one write a second, as its twin does. Default
+	// DefaultHistoryResolution.
+	Resolution time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
 	// Registerer receives the metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 }
@@ -92,18 +101,21 @@ type History struct {
 	o   HistoryOptions
 	log *slog.Logger
 
-	points  prometheus.Counter
-	dropped prometheus.Counter
-	pruned  prometheus.Counter
-	batchS  prometheus.Histogram
-	waiting prometheus.GaugeFunc
+	points   prometheus.Counter
+	replaced prometheus.Counter
+	dropped  prometheus.Counter
+	pruned   prometheus.Counter
+	batchS   prometheus.Histogram
+	waiting  prometheus.GaugeFunc
 
-	mu       sync.Mutex // guards pending, inflight, spare
+	mu       sync.Mutex // guards pending, inflight, spare, devs, latest, frozen
 	pending  []point    // recorded, not yet written
 	inflight []point    // being written by Flush; still read by Range
 	spare    []point    // a written batch's backing array, reused
 	wake     chan struct{}
 	devs     map[string]struct{} // devices with samples pending, since pending was last emptied
+	latest   map[string]int      // the index in pending of each device's latest sample
+	frozen   int                 // pending[:frozen] is being taken out by Flush: not replaced
 
 	flushMu   sync.Mutex // serialises Flush and Prune; guards the fields below
 	lastPrune time.Time
@@ -160,6 +172,9 @@ func NewHistory(db *bolt.DB, o HistoryOptions) (*History, error) {
 	if o.PruneBudget <= 0 {
 		o.PruneBudget = DefaultHistoryPruneBudget
 	}
+	if o.Resolution <= 0 {
+		o.Resolution = DefaultHistoryResolution
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -167,7 +182,7 @@ func NewHistory(db *bolt.DB, o HistoryOptions) (*History, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &History{db: db, o: o, log: o.Logger.With("component", "history"),
-		wake: make(chan struct{}, 1), devs: map[string]struct{}{}}
+		wake: make(chan struct{}, 1), devs: map[string]struct{}{}, latest: map[string]int{}}
 	err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketHistory)
 		return err
@@ -179,6 +194,10 @@ func NewHistory(db *bolt.DB, o HistoryOptions) (*History, error) {
 	h.points = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "waystation_history_points_total",
 		Help: "Telemetry samples written to the history.",
+	})
+	h.replaced = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "waystation_history_replaced_total",
+		Help: "Telemetry samples replaced, before they were written, by a later one of the same device in the same second (the history's resolution).",
 	})
 	h.dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "waystation_history_dropped_total",
@@ -198,7 +217,7 @@ func NewHistory(db *bolt.DB, o HistoryOptions) (*History, error) {
 		Help: "Telemetry samples recorded and not yet written.",
 	}, func() float64 { return float64(h.Pending()) })
 	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{h.points, h.dropped, h.pruned, h.batchS, h.waiting} {
+		for _, c := range []prometheus.Collector{h.points, h.replaced, h.dropped, h.pruned, h.batchS, h.waiting} {
 			if err := o.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("register history metrics: %w", err)
 			}
@@ -209,7 +228,8 @@ func NewHistory(db *bolt.DB, o HistoryOptions) (*History, error) {
 
 // Record keeps the state of device at time at. It never blocks: the sample
 // waits in memory for Run to write it, and is dropped and counted when the
-// buffer is full. State is copied.
+// buffer is full. A sample in the same slot of the history's resolution as
+// the device's latest waiting one replaces it. State is copied.
 func (h *History) Record(device string, at time.Time, state json.RawMessage) {
 	h.record(point{device: device, at: at.UnixNano(), state: bytes.Clone(state)}, at)
 }
@@ -220,6 +240,14 @@ func (h *History) record(p point, at time.Time) {
 		return
 	}
 	h.mu.Lock()
+	if i, ok := h.latest[p.device]; ok && i >= h.frozen {
+		if q := &h.pending[i]; p.at >= q.at && p.at/int64(h.o.Resolution) == q.at/int64(h.o.Resolution) {
+			*q = p
+			h.mu.Unlock()
+			h.replaced.Inc()
+			return
+		}
+	}
 	if len(h.pending) >= h.o.Buffer {
 		h.mu.Unlock()
 		h.dropped.Inc()
@@ -227,6 +255,7 @@ func (h *History) record(p point, at time.Time) {
 	}
 	h.pending = append(h.pending, p)
 	h.devs[p.device] = struct{}{}
+	h.latest[p.device] = len(h.pending) - 1
 	full := len(h.pending) >= h.o.Batch || len(h.devs) >= h.o.FlushDevices
 	h.mu.Unlock()
 	if full {
@@ -297,6 +326,7 @@ func (h *History) Flush() error {
 		}
 		batch := append(h.spare[:0], h.pending[:n]...)
 		h.spare = nil
+		h.frozen = n
 		if n == len(h.pending) {
 			clear(h.devs)
 		}
@@ -313,6 +343,11 @@ func (h *History) Flush() error {
 		clear(h.pending[rest:])
 		h.pending = h.pending[:rest]
 		h.inflight = batch
+		h.frozen = 0
+		clear(h.latest)
+		for i := range h.pending {
+			h.latest[h.pending[i].device] = i
+		}
 		h.mu.Unlock()
 
 		written, err := h.write(batch)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -186,6 +187,114 @@ func TestHistorySameTimeKeepsLast(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("written")
+}
+
+// TestHistoryKeepsASecondOnce: a device's samples within one second of the
+// clock are kept as its last, waiting or written; the next second starts a
+// new sample, an older sample is not taken for a newer one, and another
+// device is kept apart. Resolution 1ns keeps every one.
+func TestHistoryKeepsASecondOnce(t *testing.T) {
+	h, _, _ := openTestHistory(t, HistoryOptions{})
+	sec := t0.Truncate(time.Second)
+	for i := range 10 {
+		h.Record("ys-001-ac", sec.Add(time.Duration(i)*90*time.Millisecond), acState(float64(i)))
+		h.Record("ys-002-ac", sec.Add(time.Duration(i)*90*time.Millisecond), acState(float64(100+i)))
+	}
+	h.Record("ys-001-ac", sec.Add(time.Second), acState(20))
+	h.Record("ys-001-ac", sec.Add(1500*time.Millisecond), acState(21))
+	h.Record("ys-001-ac", sec.Add(1200*time.Millisecond), acState(22)) // older than the one waiting
+	rooms := func(device string) []float64 {
+		got, err := h.Range(device, sec, sec.Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r []float64
+		for _, s := range got {
+			r = append(r, roomOf(t, s))
+		}
+		return r
+	}
+	for _, when := range []string{"waiting", "written"} {
+		if got := rooms("ys-001-ac"); !slices.Equal(got, []float64{9, 22, 21}) {
+			t.Errorf("%s: ys-001-ac kept rooms %v, want 9 22 21", when, got)
+		}
+		if got := rooms("ys-002-ac"); !slices.Equal(got, []float64{109}) {
+			t.Errorf("%s: ys-002-ac kept rooms %v, want 109", when, got)
+		}
+		if err := h.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := testutil.ToFloat64(h.replaced); got != 19 {
+		t.Errorf("replaced %v, want 19", got)
+	}
+
+	every, _, _ := openTestHistory(t, HistoryOptions{Resolution: time.Nanosecond})
+	for i := range 10 {
+		every.Record("ys-001-ac", sec.Add(time.Duration(i)*time.Millisecond), acState(float64(i)))
+	}
+	if got, _ := every.Range("ys-001-ac", sec, sec.Add(time.Second)); len(got) != 10 {
+		t.Errorf("at 1ns resolution %d samples kept, want 10", len(got))
+	}
+}
+
+// TestHistoryReplaceWhileFlushing: samples recorded while batches are
+// written, several replacing the one before: every second of every device
+// ends with its last sample, whichever batch took the ones before.
+func TestHistoryReplaceWhileFlushing(t *testing.T) {
+	h, _, _ := openTestHistory(t, HistoryOptions{Batch: 7})
+	sec := t0.Truncate(time.Second)
+	const devices, perDevice = 4, 1000 // ten samples a second, for 100 s
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	flushed := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				flushed <- h.Flush()
+				return
+			default:
+				if err := h.Flush(); err != nil {
+					flushed <- err
+					return
+				}
+			}
+		}
+	}()
+	for d := range devices {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perDevice {
+				h.Record(fmt.Sprintf("dev-%d", d), sec.Add(time.Duration(i)*100*time.Millisecond),
+					acState(float64(i)))
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	for d := range devices {
+		got, err := h.Range(fmt.Sprintf("dev-%d", d), sec, sec.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := map[int64]float64{} // a second's last sample
+		for _, s := range got {
+			last[s.At.Unix()] = roomOf(t, s)
+		}
+		if len(last) != perDevice/10 {
+			t.Fatalf("dev-%d: %d seconds kept, want %d", d, len(last), perDevice/10)
+		}
+		for at, room := range last {
+			if want := float64((at-sec.Unix())*10 + 9); room != want {
+				t.Fatalf("dev-%d: second %d ends with room %v, want %v", d, at-sec.Unix(), room, want)
+			}
+		}
+	}
 }
 
 // TestHistoryRecordNeverBlocks: past the buffer, Record drops and counts.

@@ -19,7 +19,11 @@ func TestServeKeepsHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A second apart: the history keeps a device's last sample of a second.
 	for i, room := range []float64{31, 29.5, 28} {
+		if i > 0 {
+			time.Sleep(time.Second)
+		}
 		d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(i+1, room))
 	}
 	rooms := func(ts *testServer) []float64 {

@@ -37,7 +37,8 @@ func (o *historyFlags) check() error {
 	return nil
 }
 
-// openHistory keeps every valid telemetry message in the history. It runs
+// openHistory keeps valid telemetry in the history, a device's last message
+// of each second (the history's resolution). It runs
 // after ingest is built and before the API.
 func (s *server) openHistory() error {
 	var err error
