@@ -36,7 +36,28 @@ func newRootCmd() *cobra.Command {
 	addAlertsCmd(root)
 	addMaintenanceCmds(root)
 	helpOnlyGroups(root)
+	root.SetFlagErrorFunc(flagError)
 	return root
+}
+
+// flagError says what a flag's value should look like instead of quoting
+// the parser ("strconv.ParseFloat: parsing ...: invalid syntax"), and
+// where the flags are listed.
+func flagError(c *cobra.Command, err error) error {
+	msg := err.Error()
+	for _, p := range []struct{ parser, want string }{
+		{": strconv.ParseFloat", "want a number, such as 2 or 0.5"},
+		{": strconv.ParseInt", "want a whole number"},
+		{": strconv.ParseUint", "want a whole number, 0 or more"},
+		{": strconv.ParseBool", "want true or false"},
+		{": time: ", "want a duration, such as 90s, 5m or 1h30m"},
+	} {
+		if i := strings.Index(msg, p.parser); i >= 0 {
+			msg = msg[:i] + ": " + p.want
+			break
+		}
+	}
+	return fmt.Errorf("%s (see %s --help)", msg, c.CommandPath())
 }
 
 // helpOnlyGroups makes every command that only groups others (stations,

@@ -31,3 +31,22 @@ func TestMistypedSubcommandFails(t *testing.T) {
 		t.Errorf("only %d command groups found", groups)
 	}
 }
+
+// TestFlagErrorsSayWhatToGive: a flag value that does not parse is refused
+// with what the flag wants, not the parser's words.
+func TestFlagErrorsSayWhatToGive(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--speed", "abc"}, `"abc" for "--speed" flag: want a number`},
+		{[]string{"serve", "--alert-grace", "5x"}, `"5x" for "--alert-grace" flag: want a duration`},
+		{[]string{"serve", "--demo-stations", "1.5"}, `"1.5" for "--demo-stations" flag: want a whole number`},
+		{[]string{"stations", "list", "--bogus"}, "unknown flag: --bogus (see waystation stations list --help)"},
+	} {
+		_, err := runCLI(tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "strconv") {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
