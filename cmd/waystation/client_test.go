@@ -261,7 +261,8 @@ func TestClientBadOutput(t *testing.T) {
 		{"devices", "show", "ys-001-ac1"},
 	} {
 		_, _, err := runClient(f.args(append(args, "-o", "yaml")...)...)
-		want := `invalid argument "yaml" for "-o, --output" flag: want table or json`
+		want := `invalid argument "yaml" for "-o, --output" flag: want table or json` +
+			" (see waystation " + strings.Join(args[:2], " ") + " --help)"
 		if err == nil || err.Error() != want {
 			t.Errorf("%v: error %v, want %s", args, err, want)
 		}
