@@ -331,7 +331,9 @@ func (h *History) Flush() error {
 			clear(h.devs)
 		}
 		h.mu.Unlock()
-		slices.SortFunc(batch, func(a, b point) int {
+		// Stable: of two samples of a device at the same time, the one
+		// recorded (or replaced) later is written last and kept.
+		slices.SortStableFunc(batch, func(a, b point) int {
 			if c := strings.Compare(a.device, b.device); c != 0 {
 				return c
 			}
@@ -344,9 +346,12 @@ func (h *History) Flush() error {
 		h.pending = h.pending[:rest]
 		h.inflight = batch
 		h.frozen = 0
-		clear(h.latest)
-		for i := range h.pending {
-			h.latest[h.pending[i].device] = i
+		for d, i := range h.latest {
+			if i < n {
+				delete(h.latest, d) // written
+			} else {
+				h.latest[d] = i - n
+			}
 		}
 		h.mu.Unlock()
 

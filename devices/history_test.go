@@ -238,6 +238,41 @@ func TestHistoryKeepsASecondOnce(t *testing.T) {
 	}
 }
 
+// TestHistorySameTimeAfterAStepBack: after the clock stepped back, a device
+// can have two waiting samples at one time; the one recorded last is the
+// one written, for every device of the batch.
+func TestHistorySameTimeAfterAStepBack(t *testing.T) {
+	h, _, _ := openTestHistory(t, HistoryOptions{})
+	sec := t0.Truncate(time.Second)
+	const devices = 200
+	for _, step := range []struct {
+		at   time.Duration
+		room float64
+	}{
+		{1500 * time.Millisecond, 1},
+		{1200 * time.Millisecond, 2}, // the clock stepped back
+		{1500 * time.Millisecond, 3}, // replaces the 1.2 s sample
+	} {
+		for d := range devices {
+			h.Record(fmt.Sprintf("dev-%03d", d), sec.Add(step.at), acState(step.room))
+		}
+	}
+	if err := h.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for d := range devices {
+		id := fmt.Sprintf("dev-%03d", d)
+		got, err := h.Range(id, sec, sec.Add(time.Minute))
+		if err != nil || len(got) != 1 || roomOf(t, got[0]) != 3 {
+			var rooms []float64
+			for _, s := range got {
+				rooms = append(rooms, roomOf(t, s))
+			}
+			t.Fatalf("%s: rooms %v (%v), want the last recorded, 3", id, rooms, err)
+		}
+	}
+}
+
 // TestHistoryReplaceWhileFlushing: samples recorded while batches are
 // written, several replacing the one before: every second of every device
 // ends with its last sample, whichever batch took the ones before.

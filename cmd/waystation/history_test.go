@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -21,10 +22,8 @@ func TestServeKeepsHistory(t *testing.T) {
 	}
 	// A second apart: the history keeps a device's last sample of a second.
 	for i, room := range []float64{31, 29.5, 28} {
-		if i > 0 {
-			time.Sleep(time.Second)
-		}
 		d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(i+1, room))
+		receivedSecondApart(t, ts, "ys-001-ac", i+1)
 	}
 	rooms := func(ts *testServer) []float64 {
 		var page controller.HistoryPage
@@ -74,4 +73,16 @@ func TestServeHistoryFlags(t *testing.T) {
 			t.Errorf("%+v: %v, want %q", tc.h, err, tc.want)
 		}
 	}
+}
+
+// receivedSecondApart waits until device's twin has message seq, then a
+// second more: the next message is received at least a second after this
+// one, so in another second of the clock, and the history keeps both.
+func receivedSecondApart(t *testing.T, ts *testServer, device string, seq int) {
+	t.Helper()
+	eventually(t, 5*time.Second, fmt.Sprintf("message %d in the twin", seq), func() bool {
+		v := ts.twinCLI(t, device)
+		return v.Twin != nil && v.Twin.Seq == uint64(seq)
+	})
+	time.Sleep(time.Second)
 }

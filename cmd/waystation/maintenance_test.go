@@ -25,10 +25,8 @@ func TestBackupWhileServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 { // a second apart: the history's resolution
-		if i > 0 {
-			time.Sleep(time.Second)
-		}
 		d.publish(t, schemas.ChannelTelemetry, false, acTelemetry(i+1, 30-float64(i)))
+		receivedSecondApart(t, ts, "ys-001-ac", i+1)
 	}
 	eventually(t, 10*time.Second, "three samples written", func() bool {
 		return ts.metric(t, "waystation_history_points_total") == 3

@@ -35,6 +35,9 @@ func newRootCmd() *cobra.Command {
 	addBrokerCmd(root)
 	addAlertsCmd(root)
 	addMaintenanceCmds(root)
+	// cobra adds these when it runs; added now, the walk below sees them.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
 	helpOnlyGroups(root)
 	root.SetFlagErrorFunc(flagError)
 	return root
@@ -47,15 +50,23 @@ func flagError(c *cobra.Command, err error) error {
 	msg := err.Error()
 	for _, p := range []struct{ parser, want string }{
 		{": strconv.ParseFloat", "want a number, such as 2 or 0.5"},
-		{": strconv.ParseInt", "want a whole number"},
-		{": strconv.ParseUint", "want a whole number, 0 or more"},
+		{": strconv.ParseInt", "want a whole number, without leading zeros"},
+		{": strconv.ParseUint", "want a whole number, without leading zeros"},
 		{": strconv.ParseBool", "want true or false"},
-		{": time: ", "want a duration, such as 90s, 5m or 1h30m"},
+		{": time: invalid duration", "want a duration, such as 90s, 5m or 1h30m"},
+		{": time: unknown unit", "want a duration, such as 90s, 5m or 1h30m"},
+		{": time: missing unit", "want a duration, such as 90s, 5m or 1h30m"},
 	} {
-		if i := strings.Index(msg, p.parser); i >= 0 {
-			msg = msg[:i] + ": " + p.want
-			break
+		i := strings.Index(msg, p.parser)
+		if i < 0 {
+			continue
 		}
+		if strings.Contains(msg[i:], "out of range") || strings.Contains(msg[i:], "overflow") {
+			msg = msg[:i] + ": too large"
+		} else {
+			msg = msg[:i] + ": " + p.want
+		}
+		break
 	}
 	return fmt.Errorf("%s (see %s --help)", msg, c.CommandPath())
 }
@@ -71,8 +82,8 @@ func helpOnlyGroups(c *cobra.Command) {
 	if c.HasParent() && c.HasSubCommands() && !c.Runnable() {
 		c.SuggestionsMinimumDistance = 2
 		c.Args = func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return nil
+			if len(args) == 0 || (len(args) == 1 && args[0] == "help") {
+				return nil // "stations help" as before
 			}
 			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
 			if near := cmd.SuggestionsFor(args[0]); len(near) > 0 {

@@ -30,6 +30,14 @@ func TestMistypedSubcommandFails(t *testing.T) {
 	if groups < 10 {
 		t.Errorf("only %d command groups found", groups)
 	}
+	// "help" as a group's subcommand still prints its help; cobra's own
+	// completion group is checked like ours.
+	if out, err := runCLI("stations", "help"); err != nil || !strings.Contains(out, "Available Commands") {
+		t.Errorf("stations help: err %v, output %q", err, out)
+	}
+	if _, err := runCLI("completion", "bsh"); err == nil || !strings.Contains(err.Error(), "did you mean bash") {
+		t.Errorf("completion bsh: %v, want unknown command naming bash", err)
+	}
 }
 
 // TestFlagErrorsSayWhatToGive: a flag value that does not parse is refused
@@ -42,6 +50,7 @@ func TestFlagErrorsSayWhatToGive(t *testing.T) {
 		{[]string{"serve", "--speed", "abc"}, `"abc" for "--speed" flag: want a number`},
 		{[]string{"serve", "--alert-grace", "5x"}, `"5x" for "--alert-grace" flag: want a duration`},
 		{[]string{"serve", "--demo-stations", "1.5"}, `"1.5" for "--demo-stations" flag: want a whole number`},
+		{[]string{"serve", "--demo-stations", "99999999999999999999"}, `flag: too large`},
 		{[]string{"stations", "list", "--bogus"}, "unknown flag: --bogus (see waystation stations list --help)"},
 	} {
 		_, err := runCLI(tc.args...)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -126,15 +127,12 @@ func checkServeFlags(f *pflag.FlagSet, o serveOptions) error {
 	// the default is not, so it is refused rather than quietly replaced.
 	var zero error
 	f.VisitAll(func(fl *pflag.Flag) {
-		switch fl.Value.Type() {
-		case "duration", "int", "float64", "uint32":
-		default:
-			return
-		}
 		if zero != nil || !fl.Changed || zeroAllowed[fl.Name] {
 			return
 		}
-		if v := fl.Value.String(); v == "0" || v == "0s" {
+		// Any number or duration whose value is 0 ("0", "-0", "0s").
+		v := strings.TrimSuffix(fl.Value.String(), "s")
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n == 0 && !strings.HasPrefix(fl.Value.Type(), "string") {
 			zero = fmt.Errorf("--%s 0: give a value above 0, or leave the flag out for its default (%s)",
 				fl.Name, fl.DefValue)
 		}

@@ -362,6 +362,8 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"serve", "--alert-grace", "0"}, "--alert-grace 0: give a value above 0"},
 		{[]string{"serve", "--history-flush", "0s"}, "--history-flush 0: give a value above 0"},
 		{[]string{"serve", "--access-rate", "0"}, "--access-rate 0: give a value above 0"},
+		{[]string{"serve", "--access-rate", "-0"}, "--access-rate 0: give a value above 0"},
+		{[]string{"serve", "--alert-grace", "-0s"}, "--alert-grace 0: give a value above 0"},
 		{[]string{"serve", "--webhook-max-pending", "0"}, "default (10000)"},
 		{[]string{"serve", "--demo-stations", "5"}, "--demo-stations needs --demo"},
 		{[]string{"serve", "--demo-seed", "5"}, "--demo-seed needs --demo"},
