@@ -197,7 +197,8 @@ func NewHistory(db *bolt.DB, o HistoryOptions) (*History, error) {
 	})
 	h.replaced = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "waystation_history_replaced_total",
-		Help: "Telemetry samples replaced, before they were written, by a later one of the same device in the same second (the history's resolution).",
+		Help: "Telemetry samples replaced, before they were written, by a later one of " +
+			"the same device in the same slot of the history's resolution (a second).",
 	})
 	h.dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "waystation_history_dropped_total",
