@@ -108,14 +108,13 @@ type History struct {
 	batchS   prometheus.Histogram
 	waiting  prometheus.GaugeFunc
 
-	mu       sync.Mutex // guards pending, inflight, spare, devs, latest, frozen
+	mu       sync.Mutex // guards pending, inflight, spare, latest, frozen
 	pending  []point    // recorded, not yet written
 	inflight []point    // being written by Flush; still read by Range
 	spare    []point    // a written batch's backing array, reused
 	wake     chan struct{}
-	devs     map[string]struct{} // devices with samples pending, since pending was last emptied
-	latest   map[string]int      // the index in pending of each device's latest sample
-	frozen   int                 // pending[:frozen] is being taken out by Flush: not replaced
+	latest   map[string]int // the index in pending of each device's latest sample: its keys are the devices waiting
+	frozen   int            // pending[:frozen] is being taken out by Flush: not replaced
 
 	flushMu   sync.Mutex // serialises Flush and Prune; guards the fields below
 	lastPrune time.Time
@@ -182,7 +181,7 @@ func NewHistory(db *bolt.DB, o HistoryOptions) (*History, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &History{db: db, o: o, log: o.Logger.With("component", "history"),
-		wake: make(chan struct{}, 1), devs: map[string]struct{}{}, latest: map[string]int{}}
+		wake: make(chan struct{}, 1), latest: map[string]int{}}
 	err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketHistory)
 		return err
@@ -255,9 +254,8 @@ func (h *History) record(p point, at time.Time) {
 		return
 	}
 	h.pending = append(h.pending, p)
-	h.devs[p.device] = struct{}{}
 	h.latest[p.device] = len(h.pending) - 1
-	full := len(h.pending) >= h.o.Batch || len(h.devs) >= h.o.FlushDevices
+	full := len(h.pending) >= h.o.Batch || len(h.latest) >= h.o.FlushDevices
 	h.mu.Unlock()
 	if full {
 		select {
@@ -328,9 +326,6 @@ func (h *History) Flush() error {
 		batch := append(h.spare[:0], h.pending[:n]...)
 		h.spare = nil
 		h.frozen = n
-		if n == len(h.pending) {
-			clear(h.devs)
-		}
 		h.mu.Unlock()
 		// Stable: of two samples of a device at the same time, the one
 		// recorded (or replaced) later is written last and kept.
